@@ -1,0 +1,144 @@
+"""The `appliance` command line.
+
+Exit codes: 0 success, 2 bad usage or configuration, 1 a failure while running.
+Handlers are imported when their command runs, so that `--help` and `check-config` stay fast
+and do not load PyAV or OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from appliance import __version__
+from appliance.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+DEFAULT_CONFIG = Path("/etc/appliance/appliance.toml")
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", "-c", type=Path, default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})"
+    )
+
+
+def _load(path: Path) -> Config:
+    cfg = load_config(path)
+    return cfg
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.path)
+    cams = len(cfg.cameras)
+    print(f"{args.path}: OK ({cams} camera{'s' if cams != 1 else ''}, database {cfg.database_url.split(':')[0]})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.daemon import run
+
+    return run(_load(args.config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, cameras=args.cameras, console_port=args.console_port,
+                    portal_port=args.portal_port)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from appliance.storage.commands import db_upgrade
+
+    return db_upgrade(_load(args.config))
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from appliance.storage import commands
+
+    cfg = _load(args.config)
+    if args.user_command == "add":
+        return commands.user_add(cfg, args.username, role=args.role, password_stdin=args.password_stdin)
+    if args.user_command == "passwd":
+        return commands.user_passwd(cfg, args.username, password_stdin=args.password_stdin)
+    return commands.user_list(cfg)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from appliance.simulator.cli import run_simulator
+
+    return run_simulator(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Store appliance: IP-camera recorder with motion alerts, and the guest Wi-Fi captive portal.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the appliance daemon (what systemd starts)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run everything on built-in defaults with simulated cameras")
+    p.add_argument("--data-dir", type=Path, default=None, help="keep demo data here (default: a temporary folder)")
+    p.add_argument("--cameras", type=int, default=2, choices=range(1, 9), metavar="N", help="simulated cameras (1-8)")
+    p.add_argument("--console-port", type=int, default=8080, help="staff console port (default 8080)")
+    p.add_argument("--portal-port", type=int, default=8081, help="guest portal port (default 8081)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check-config", help="validate a configuration file and exit")
+    p.add_argument("path", type=Path, help="the TOML file to check")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("db", help="database maintenance")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="apply database migrations (also done at start)")
+    _config_arg(up)
+    up.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("user", help="staff console accounts")
+    user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", help="create a staff account (asks for the password)")
+    add.add_argument("username")
+    add.add_argument("--role", choices=["admin", "viewer"], default="viewer", help="admin manages settings and users")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd = user_sub.add_parser("passwd", help="change a staff account's password")
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    lst = user_sub.add_parser("list", help="list staff accounts")
+    for sp in (add, passwd, lst):
+        _config_arg(sp)
+        sp.set_defaults(func=cmd_user)
+
+    p = sub.add_parser("simulate", help="serve simulated RTSP cameras with scripted store scenes")
+    from appliance.simulator.cli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
