@@ -24,7 +24,11 @@ DEFAULT_CONFIG = Path("/etc/appliance/appliance.toml")
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--config", "-c", type=Path, default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})"
+        "--config",
+        "-c",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"configuration file (default {DEFAULT_CONFIG})",
     )
 
 
@@ -36,7 +40,9 @@ def _load(path: Path) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.path)
     cams = len(cfg.cameras)
-    print(f"{args.path}: OK ({cams} camera{'s' if cams != 1 else ''}, database {cfg.database_url.split(':')[0]})")
+    print(
+        f"{args.path}: OK ({cams} camera{'s' if cams != 1 else ''}, database {cfg.database_url.split(':')[0]})"
+    )
     return EXIT_OK
 
 
@@ -49,8 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from appliance.demo import run_demo
 
-    return run_demo(data_dir=args.data_dir, cameras=args.cameras, console_port=args.console_port,
-                    portal_port=args.portal_port)
+    return run_demo(
+        data_dir=args.data_dir,
+        cameras=args.cameras,
+        console_port=args.console_port,
+        portal_port=args.portal_port,
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -73,7 +83,8 @@ def cmd_user(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from appliance.simulator.cli import run_simulator
 
-    return run_simulator(args)
+    result: int = run_simulator(args)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run everything on built-in defaults with simulated cameras")
-    p.add_argument("--data-dir", type=Path, default=None, help="keep demo data here (default: a temporary folder)")
-    p.add_argument("--cameras", type=int, default=2, choices=range(1, 9), metavar="N", help="simulated cameras (1-8)")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="keep demo data here (default: a temporary folder)"
+    )
+    p.add_argument(
+        "--cameras", type=int, default=2, choices=range(1, 9), metavar="N", help="simulated cameras (1-8)"
+    )
     p.add_argument("--console-port", type=int, default=8080, help="staff console port (default 8080)")
     p.add_argument("--portal-port", type=int, default=8081, help="guest portal port (default 8081)")
     p.set_defaults(func=cmd_demo)
@@ -109,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = user_sub.add_parser("add", help="create a staff account (asks for the password)")
     add.add_argument("username")
-    add.add_argument("--role", choices=["admin", "viewer"], default="viewer", help="admin manages settings and users")
+    add.add_argument(
+        "--role", choices=["admin", "viewer"], default="viewer", help="admin manages settings and users"
+    )
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     passwd = user_sub.add_parser("passwd", help="change a staff account's password")
     passwd.add_argument("username")

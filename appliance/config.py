@@ -60,20 +60,28 @@ def _read_secret(inline: SecretStr | None, file: Path | None, env: str | None, w
         try:
             return SecretStr(file.read_text(encoding="utf-8").strip())
         except OSError as exc:
-            raise ValueError(f"{what}_file: cannot read {file} ({exc.strerror}); check the path and permissions")
+            raise ValueError(
+                f"{what}_file: cannot read {file} ({exc.strerror}); check the path and permissions"
+            ) from None
     if env is not None:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(f"{what}_env: the environment variable {env} is not set; set it or use {what}_file")
+            raise ValueError(
+                f"{what}_env: the environment variable {env} is not set; set it or use {what}_file"
+            )
         return SecretStr(value)
     return inline
 
 
 class ApplianceSection(_Model):
-    name: str = Field("Магазин", min_length=1, max_length=80, description="Store name shown in alerts and pages.")
+    name: str = Field(
+        "Магазин", min_length=1, max_length=80, description="Store name shown in alerts and pages."
+    )
     timezone: str = Field("Europe/Moscow", description="IANA time zone for everything a person reads.")
     locale: Literal["ru", "en"] = Field("ru", description="Default language of pages and alerts.")
-    data_dir: Path = Field(Path("/var/lib/appliance"), description="Where the database, keys and footage live.")
+    data_dir: Path = Field(
+        Path("/var/lib/appliance"), description="Where the database, keys and footage live."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -135,12 +143,18 @@ class PortalSection(ListenSection):
 
 class LoggingSection(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "text"] = Field("json", description="json for journald/log shipping, text for a terminal.")
+    format: Literal["json", "text"] = Field(
+        "json", description="json for journald/log shipping, text for a terminal."
+    )
 
 
 class DaemonSection(_Model):
-    shutdown_timeout_s: float = Field(8.0, gt=0, le=9.5, description="Time given to components to finish on SIGTERM.")
-    restart_backoff_initial_s: float = Field(1.0, gt=0, le=60, description="First delay before a crashed component restarts.")
+    shutdown_timeout_s: float = Field(
+        8.0, gt=0, le=9.5, description="Time given to components to finish on SIGTERM."
+    )
+    restart_backoff_initial_s: float = Field(
+        1.0, gt=0, le=60, description="First delay before a crashed component restarts."
+    )
     restart_backoff_max_s: float = Field(30.0, gt=0, le=600, description="Longest delay between restarts.")
     healthy_after_s: float = Field(
         60.0, gt=0, description="A component that ran this long without crashing has its backoff reset."
@@ -152,7 +166,9 @@ class CameraConfig(_Model):
     name: str = Field(min_length=1, max_length=80, description="Name people read, e.g. 'Касса'.")
     enabled: bool = True
     main_url: str = Field(description="RTSP URL of the main (recorded) stream.")
-    sub_url: str | None = Field(None, description="RTSP URL of the sub (analysed) stream; empty: analyse main.")
+    sub_url: str | None = Field(
+        None, description="RTSP URL of the sub (analysed) stream; empty: analyse main."
+    )
     username: str | None = Field(None, description="Camera login, if not in the URL.")
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -193,10 +209,14 @@ class Config(_Model):
             if cam.id in seen:
                 raise ValueError(f"two cameras share the id {cam.id!r}; every camera needs its own id")
             seen.add(cam.id)
-        if self.console.enabled and self.portal.enabled and (
-            (self.console.host, self.console.port) == (self.portal.host, self.portal.port)
+        if (
+            self.console.enabled
+            and self.portal.enabled
+            and ((self.console.host, self.console.port) == (self.portal.host, self.portal.port))
         ):
-            raise ValueError("console and portal listen on the same address; the guest network must not reach the console")
+            raise ValueError(
+                "console and portal listen on the same address; the guest network must not reach the console"
+            )
         return self
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from appliance import __version__
 from appliance.alerts.inbox import DemoInbox
 from appliance.cameras.ingest import run_camera
-from appliance.cameras.status import StatusBoard
+from appliance.cameras.status import CameraStatus, StatusBoard
 from appliance.config import Config
 from appliance.console.app import create_console_app
 from appliance.logs import SECRETS, setup_logging
@@ -45,6 +46,7 @@ class Extras:
     components: list[tuple[str, Component]] = field(default_factory=list)
     inbox: DemoInbox | None = None
     on_ready: Callable[[], None] | None = None
+    on_camera_change: Callable[[CameraStatus], None] | None = None
 
 
 class StartupError(Exception):
@@ -89,7 +91,10 @@ def _listeners(
     if cfg.console.enabled:
         console = create_console_app(cfg, users, board, supervisor.status, inbox=extras.inbox)
         bound = asyncio.Event()
-        out["console"] = (partial(serve_app, console, cfg.console.host, cfg.console.port, "console", bound), bound)
+        out["console"] = (
+            partial(serve_app, console, cfg.console.host, cfg.console.port, "console", bound),
+            bound,
+        )
     if cfg.portal.enabled:
         portal = create_portal_app(cfg)
         bound = asyncio.Event()
@@ -97,7 +102,9 @@ def _listeners(
     return out
 
 
-async def _wait_bound(listeners: dict[str, tuple[Component, asyncio.Event]], supervisor: Supervisor) -> str | None:
+async def _wait_bound(
+    listeners: dict[str, tuple[Component, asyncio.Event]], supervisor: Supervisor
+) -> str | None:
     """None when every listener is open, else why not (the supervisor keeps the last error)."""
     try:
         async with asyncio.timeout(LISTEN_WAIT_S):
@@ -129,11 +136,9 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
         return 1
 
     board = StatusBoard()
-    supervisor = Supervisor(
-        initial_backoff_s=cfg.daemon.restart_backoff_initial_s,
-        max_backoff_s=cfg.daemon.restart_backoff_max_s,
-        healthy_after_s=cfg.daemon.healthy_after_s,
-    )
+    if extras.on_camera_change is not None:
+        board.on_state_change(extras.on_camera_change)
+    supervisor = Supervisor.from_config(cfg.daemon)
     for name, component in extras.components:
         supervisor.add(name, component)
     for cam in cfg.cameras:
@@ -156,7 +161,9 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
     log.info("appliance started", extra={"version": __version__, "cameras": len(cfg.cameras)})
     if extras.on_ready is not None:
         extras.on_ready()
-    watchdog = asyncio.create_task(watchdog_loop(notifier, board.summary), name="watchdog")
+    watchdog = asyncio.create_task(
+        watchdog_loop(notifier, lambda: f"{board.summary()}; {supervisor.summary()}"), name="watchdog"
+    )
     try:
         await stopping.wait()
     finally:
@@ -165,7 +172,12 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
-        await supervisor.stop(cfg.daemon.shutdown_timeout_s)
+        stuck = await supervisor.stop(cfg.daemon.shutdown_timeout_s)
+        if stuck:
+            # asyncio.run() would wait for these without a limit; systemd would SIGKILL us.
+            log.error("components did not stop in time; exiting anyway", extra={"components": stuck})
+            logging.shutdown()
+            os._exit(1)
         await engine.dispose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -86,3 +86,4 @@ def setup_logging(level: str = "info", fmt: str = "json") -> None:
     # FFmpeg (through PyAV) and aiohttp's access log are chatty at info.
     logging.getLogger("libav").setLevel(logging.ERROR)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

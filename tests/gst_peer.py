@@ -29,10 +29,15 @@ def gst_available() -> str | None:
         return "Debian's /usr/bin/python3 is missing"
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
-        capture_output=True, timeout=30, check=False,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     if probe.returncode != 0:
-        return "GStreamer's RTSP server is not installed (run `make test` as root: it installs gir1.2-gst-rtsp-server-1.0)"
+        return (
+            "GStreamer's RTSP server is not installed "
+            "(run `make test` as root: it installs gir1.2-gst-rtsp-server-1.0)"
+        )
     return None
 
 

@@ -48,7 +48,9 @@ def test_defaults_need_no_file_content() -> None:
 
 def test_bad_url_names_the_key_path() -> None:
     found = problems({"cameras": [CAM, {**CAM, "id": "till", "main_url": "http://10.0.0.3/x"}]})
-    assert found == ["cameras[1].main_url: not an rtsp:// URL (got 'http://10.0.0.3/x'); write rtsp://host:554/path"]
+    assert found == [
+        "cameras[1].main_url: not an rtsp:// URL (got 'http://10.0.0.3/x'); write rtsp://host:554/path"
+    ]
 
 
 def test_password_in_bad_url_is_masked_in_the_error() -> None:
@@ -64,7 +66,9 @@ def test_unknown_key_is_refused() -> None:
 
 
 def test_missing_required_key() -> None:
-    assert problems({"cameras": [{"id": "x", "name": "X"}]}) == ["cameras[0].main_url: required key is missing"]
+    assert problems({"cameras": [{"id": "x", "name": "X"}]}) == [
+        "cameras[0].main_url: required key is missing"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -72,9 +76,15 @@ def test_missing_required_key() -> None:
     [
         ({"appliance": {"timezone": "Mars/Base"}}, "appliance.timezone: unknown time zone 'Mars/Base'"),
         ({"appliance": {"locale": "de"}}, "appliance.locale: Input should be 'ru' or 'en' (got 'de')"),
-        ({"console": {"port": 70000}}, "console.port: Input should be less than or equal to 65535 (got 70000)"),
+        (
+            {"console": {"port": 70000}},
+            "console.port: Input should be less than or equal to 65535 (got 70000)",
+        ),
         ({"cameras": [{**CAM, "id": "Вход 1"}]}, "cameras[0].id: String should match pattern"),
-        ({"database": {"url": "mysql://u:pw@h/db"}}, "database.url: unsupported database URL 'mysql://u:***@h/db'"),
+        (
+            {"database": {"url": "mysql://u:pw@h/db"}},
+            "database.url: unsupported database URL 'mysql://u:***@h/db'",
+        ),
         ({"cameras": [CAM, CAM]}, "two cameras share the id 'entrance'"),
         ({"portal": {"port": 8080}}, "console and portal listen on the same address"),
     ],
@@ -98,9 +108,10 @@ def test_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.cameras[0].password is not None
     assert cfg.cameras[0].password.get_secret_value() == "from-env-123"
     monkeypatch.delenv("CAM_PW")
-    assert "cameras[0]: password_env: the environment variable CAM_PW is not set" in problems(
-        {"cameras": [{**CAM, "password_env": "CAM_PW"}]}
-    )[0]
+    assert (
+        "cameras[0]: password_env: the environment variable CAM_PW is not set"
+        in problems({"cameras": [{**CAM, "password_env": "CAM_PW"}]})[0]
+    )
 
 
 def test_unreadable_secret_file_says_so(tmp_path: Path) -> None:
@@ -134,8 +145,10 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert "OK (1 camera" in good.stdout
 
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[cameras]]\nid = "a"\nname = "A"\nmain_url = "rtsp://x/1"\n'
-                   '[[cameras]]\nid = "b"\nname = "B"\nmain_url = "ftp://x/2"\n')
+    bad.write_text(
+        '[[cameras]]\nid = "a"\nname = "A"\nmain_url = "rtsp://x/1"\n'
+        '[[cameras]]\nid = "b"\nname = "B"\nmain_url = "ftp://x/2"\n'
+    )
     result = run_cli("check-config", str(bad))
     assert result.returncode == 2
     assert "cameras[1].main_url: not an rtsp:// URL" in result.stderr

@@ -68,7 +68,10 @@ def classify_error(exc: BaseException) -> tuple[CameraState, str]:
     if isinstance(exc, av.error.HTTPNotFoundError):
         return CameraState.NOT_FOUND, "404: the camera has no stream at this path; check the URL"
     if isinstance(exc, av.error.ConnectionRefusedError):
-        return CameraState.RECONNECTING, "connection refused: the camera is up but not serving RTSP on this port"
+        return (
+            CameraState.RECONNECTING,
+            "connection refused: the camera is up but not serving RTSP on this port",
+        )
     if isinstance(exc, av.error.TimeoutError | TimeoutError):
         return CameraState.RECONNECTING, "no answer from the camera: check its power and network cable"
     if isinstance(exc, StreamEnded):
@@ -120,6 +123,11 @@ def _read_stream(url: str, stop: threading.Event, report: Callable[[StreamStats]
     raise StreamEnded
 
 
+def _settle(done: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
+    if not done.done():  # cancelled meanwhile
+        done.set_result(error)
+
+
 async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPolicy | None = None) -> None:
     """One camera's ingest, forever: connect, read, and on failure wait and reconnect."""
     policy = policy or ReconnectPolicy()
@@ -136,8 +144,14 @@ async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPol
         if board.get(cam.id).state is not CameraState.ONLINE:
             log.info("camera online", extra={"camera": cam.id, "url": mask_url(cam.main_url)})
         board.update(
-            cam.id, state=CameraState.ONLINE, last_error=None, fps=round(stats.fps, 1),
-            bitrate_kbps=round(stats.bitrate_kbps), width=stats.width, height=stats.height, codec=stats.codec,
+            cam.id,
+            state=CameraState.ONLINE,
+            last_error=None,
+            fps=round(stats.fps, 1),
+            bitrate_kbps=round(stats.bitrate_kbps),
+            width=stats.width,
+            height=stats.height,
+            codec=stats.codec,
         )
 
     while True:
@@ -148,9 +162,9 @@ async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPol
             error: BaseException | None = None
             try:
                 _read_stream(url, stop, on_stats)
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
+            except BaseException as exc:
                 error = exc
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(error))
+            loop.call_soon_threadsafe(_settle, done, error)
 
         thread = threading.Thread(target=worker, name=f"ingest-{cam.id}", daemon=True)
         thread.start()
@@ -161,11 +175,20 @@ async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPol
             stop.set()
         state, message = classify_error(error or StreamEnded())
         message = mask_text(message, (cam.password.get_secret_value(),) if cam.password else ())
-        delay = AUTH_RETRY_S if state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND) else policy.delay(attempt)
+        delay = (
+            AUTH_RETRY_S
+            if state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND)
+            else policy.delay(attempt)
+        )
         attempt += 1
         board.update(cam.id, state=state, last_error=message, fps=0.0, bitrate_kbps=0.0)
         log.warning(
             "camera stream failed; retrying",
-            extra={"camera": cam.id, "url": mask_url(cam.main_url), "error": message, "retry_in_s": round(delay, 1)},
+            extra={
+                "camera": cam.id,
+                "url": mask_url(cam.main_url),
+                "error": message,
+                "retry_in_s": round(delay, 1),
+            },
         )
         await asyncio.sleep(delay)

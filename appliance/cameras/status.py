@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,6 +36,11 @@ class StatusBoard:
 
     def __init__(self) -> None:
         self._items: dict[str, CameraStatus] = {}
+        self._listeners: list[Callable[[CameraStatus], None]] = []
+
+    def on_state_change(self, listener: Callable[[CameraStatus], None]) -> None:
+        """Call `listener` with the new status whenever a camera changes state."""
+        self._listeners.append(listener)
 
     def register(self, camera_id: str, name: str, enabled: bool = True) -> None:
         state = CameraState.STARTING if enabled else CameraState.DISABLED
@@ -46,6 +52,9 @@ class StatusBoard:
             changes.setdefault("since", datetime.now(UTC))
         new = replace(old, **changes)  # type: ignore[arg-type]
         self._items[camera_id] = new
+        if new.state != old.state:
+            for listener in self._listeners:
+                listener(new)
         return new
 
     def get(self, camera_id: str) -> CameraStatus:

@@ -1,0 +1,42 @@
+"""The demo's stand-in for a phone: alerts kept in memory and shown on the console's /inbox page."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+# A demo runs for minutes; this many alerts with snapshots stay well under a few megabytes.
+DEMO_INBOX_MAX_ITEMS = 100
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    title: str
+    body: str
+    created_at: datetime  # UTC
+    image: bytes | None  # JPEG or PNG snapshot
+
+
+class DemoInbox:
+    """The newest `max_items` alerts; older ones are forgotten."""
+
+    def __init__(self, max_items: int = DEMO_INBOX_MAX_ITEMS) -> None:
+        self._items: deque[InboxItem] = deque(maxlen=max_items)
+        self._ids = itertools.count(1)
+
+    def add(self, title: str, body: str, created_at: datetime, image: bytes | None = None) -> InboxItem:
+        if created_at.tzinfo is None:
+            raise ValueError("created_at must be an aware UTC datetime, e.g. datetime.now(UTC)")
+        item = InboxItem(next(self._ids), title, body, created_at, image)
+        self._items.append(item)
+        return item
+
+    def items(self) -> list[InboxItem]:
+        """Newest first."""
+        return list(reversed(self._items))
+
+    def get(self, item_id: int) -> InboxItem | None:
+        return next((i for i in self._items if i.id == item_id), None)

@@ -1,0 +1,1 @@
+"""Pieces shared by the web apps (console and portal): languages, templates, security, errors."""
