@@ -1,0 +1,52 @@
+"""Shared fixtures. Each area keeps its fixtures in its own delimited section below."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from appliance.storage.db import create_engine
+from appliance.storage.migrate import upgrade
+from tests import pg
+
+# ---------------------------------------------------------------------------------- storage ---
+# `db_url` runs a test on SQLite and on the machine's real PostgreSQL (tests/pg.py);
+# `db_engine` is an engine on that database with the migrations applied.
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: a file under tmp_path, or a fresh database on the local server."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'appliance.db'}"
+        return
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL storage tests need the real server: {reason}")
+    name = pg.create_database()
+    try:
+        yield pg.database_url(name)
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Skip reasons are hidden without -rs; a missing database server must not go unnoticed.
+    if pg.unavailable_reason.cache_info().currsize and (reason := pg.unavailable_reason()) is not None:
+        terminalreporter.write_line(f"PostgreSQL tests were SKIPPED: {reason}", yellow=True, bold=True)
+
+
+# ------------------------------------------------------------------------- end of storage ---
