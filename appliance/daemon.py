@@ -54,6 +54,7 @@ class StartupError(Exception):
 
 
 LISTEN_WAIT_S = 10.0
+LISTEN_POLL_S = 0.05
 
 
 async def serve_app(app: web.Application, host: str, port: int, what: str, bound: asyncio.Event) -> None:
@@ -105,13 +106,19 @@ def _listeners(
 async def _wait_bound(
     listeners: dict[str, tuple[Component, asyncio.Event]], supervisor: Supervisor
 ) -> str | None:
-    """None when every listener is open, else why not (the supervisor keeps the last error)."""
-    try:
-        async with asyncio.timeout(LISTEN_WAIT_S):
-            await asyncio.gather(*(bound.wait() for _, bound in listeners.values()))
-    except TimeoutError:
+    """None when every listener is open, else why not.
+
+    A listener that failed its first bind is a start-up failure, not something to retry
+    quietly: the port is taken or the address is wrong, and systemd should show that at once.
+    """
+    deadline = asyncio.get_running_loop().time() + LISTEN_WAIT_S
+    while not all(bound.is_set() for _, bound in listeners.values()):
         errors = [c.last_error for c in supervisor.status() if c.name in listeners and c.last_error]
-        return "; ".join(errors) or "the web listeners did not start in time"
+        if errors:
+            return "; ".join(errors)
+        if asyncio.get_running_loop().time() > deadline:
+            return "the web listeners did not start in time"
+        await asyncio.sleep(LISTEN_POLL_S)
     return None
 
 
