@@ -39,7 +39,10 @@ def add(path: str, width: int, height: int) -> None:
     factory.set_shared(True)
     if len(sys.argv) >= 4:
         permissions = GstRtspServer.RTSPPermissions()
-        for perm in (GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT):
+        for perm in (
+            GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS,
+            GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT,
+        ):
             permissions.add_permission_for_role("user", perm, True)
         factory.set_permissions(permissions)
     mounts.add_factory(path, factory)
