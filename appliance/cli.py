@@ -40,9 +40,7 @@ def _load(path: Path) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.path)
     cams = len(cfg.cameras)
-    print(
-        f"{args.path}: OK ({cams} camera{'s' if cams != 1 else ''}, database {cfg.database_url.split(':')[0]})"
-    )
+    print(f"{args.path}: OK ({cams} camera{'s' if cams != 1 else ''}, database {cfg.database_url.split(':')[0]})")
     return EXIT_OK
 
 
@@ -80,6 +78,12 @@ def cmd_user(args: argparse.Namespace) -> int:
     return commands.user_list(cfg)
 
 
+def cmd_footage_verify(args: argparse.Namespace) -> int:
+    from appliance.evidence.commands import footage_verify
+
+    return footage_verify(_load(args.config), args.camera, args.start, args.end)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from appliance.simulator.cli import run_simulator
 
@@ -100,12 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run everything on built-in defaults with simulated cameras")
-    p.add_argument(
-        "--data-dir", type=Path, default=None, help="keep demo data here (default: a temporary folder)"
-    )
-    p.add_argument(
-        "--cameras", type=int, default=2, choices=range(1, 9), metavar="N", help="simulated cameras (1-8)"
-    )
+    p.add_argument("--data-dir", type=Path, default=None, help="keep demo data here (default: a temporary folder)")
+    p.add_argument("--cameras", type=int, default=2, choices=range(1, 9), metavar="N", help="simulated cameras (1-8)")
     p.add_argument("--console-port", type=int, default=8080, help="staff console port (default 8080)")
     p.add_argument("--portal-port", type=int, default=8081, help="guest portal port (default 8081)")
     p.set_defaults(func=cmd_demo)
@@ -124,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = user_sub.add_parser("add", help="create a staff account (asks for the password)")
     add.add_argument("username")
-    add.add_argument(
-        "--role", choices=["admin", "viewer"], default="viewer", help="admin manages settings and users"
-    )
+    add.add_argument("--role", choices=["admin", "viewer"], default="viewer", help="admin manages settings and users")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     passwd = user_sub.add_parser("passwd", help="change a staff account's password")
     passwd.add_argument("username")
@@ -135,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (add, passwd, lst):
         _config_arg(sp)
         sp.set_defaults(func=cmd_user)
+
+    p = sub.add_parser("footage", help="recorded footage")
+    footage_sub = p.add_subparsers(dest="footage_command", required=True, metavar="ACTION")
+    verify = footage_sub.add_parser(
+        "verify", help="check recorded footage against its signed evidence chain; exit 1 if it was tampered with"
+    )
+    verify.add_argument("--camera", metavar="ID", help="only this camera (default: all)")
+    verify.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="footage recorded from TIME, e.g. '2026-11-27 14:00' (store's time zone) or ISO with offset",
+    )
+    verify.add_argument("--to", dest="end", metavar="TIME", help="footage recorded up to TIME (a bare date: its end)")
+    _config_arg(verify)
+    verify.set_defaults(func=cmd_footage_verify)
 
     p = sub.add_parser("simulate", help="serve simulated RTSP cameras with scripted store scenes")
     from appliance.simulator.cli import add_arguments

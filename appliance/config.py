@@ -66,22 +66,16 @@ def _read_secret(inline: SecretStr | None, file: Path | None, env: str | None, w
     if env is not None:
         value = os.environ.get(env)
         if value is None:
-            raise ValueError(
-                f"{what}_env: the environment variable {env} is not set; set it or use {what}_file"
-            )
+            raise ValueError(f"{what}_env: the environment variable {env} is not set; set it or use {what}_file")
         return SecretStr(value)
     return inline
 
 
 class ApplianceSection(_Model):
-    name: str = Field(
-        "Магазин", min_length=1, max_length=80, description="Store name shown in alerts and pages."
-    )
+    name: str = Field("Магазин", min_length=1, max_length=80, description="Store name shown in alerts and pages.")
     timezone: str = Field("Europe/Moscow", description="IANA time zone for everything a person reads.")
     locale: Literal["ru", "en"] = Field("ru", description="Default language of pages and alerts.")
-    data_dir: Path = Field(
-        Path("/var/lib/appliance"), description="Where the database, keys and footage live."
-    )
+    data_dir: Path = Field(Path("/var/lib/appliance"), description="Where the database, keys and footage live.")
 
     @field_validator("timezone")
     @classmethod
@@ -143,15 +137,11 @@ class PortalSection(ListenSection):
 
 class LoggingSection(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "text"] = Field(
-        "json", description="json for journald/log shipping, text for a terminal."
-    )
+    format: Literal["json", "text"] = Field("json", description="json for journald/log shipping, text for a terminal.")
 
 
 class DaemonSection(_Model):
-    shutdown_timeout_s: float = Field(
-        8.0, gt=0, le=9.5, description="Time given to components to finish on SIGTERM."
-    )
+    shutdown_timeout_s: float = Field(8.0, gt=0, le=9.5, description="Time given to components to finish on SIGTERM.")
     restart_backoff_initial_s: float = Field(
         1.0, gt=0, le=60, description="First delay before a crashed component restarts."
     )
@@ -166,9 +156,7 @@ class CameraConfig(_Model):
     name: str = Field(min_length=1, max_length=80, description="Name people read, e.g. 'Касса'.")
     enabled: bool = True
     main_url: str = Field(description="RTSP URL of the main (recorded) stream.")
-    sub_url: str | None = Field(
-        None, description="RTSP URL of the sub (analysed) stream; empty: analyse main."
-    )
+    sub_url: str | None = Field(None, description="RTSP URL of the sub (analysed) stream; empty: analyse main.")
     username: str | None = Field(None, description="Camera login, if not in the URL.")
     password: SecretStr | None = None
     password_file: Path | None = None

@@ -103,9 +103,7 @@ def _listeners(
     return out
 
 
-async def _wait_bound(
-    listeners: dict[str, tuple[Component, asyncio.Event]], supervisor: Supervisor
-) -> str | None:
+async def _wait_bound(listeners: dict[str, tuple[Component, asyncio.Event]], supervisor: Supervisor) -> str | None:
     """None when every listener is open, else why not.
 
     A listener that failed its first bind is a start-up failure, not something to retry

@@ -102,9 +102,7 @@ def _socket_address(value: str) -> str | None:
         return "\0" + value[1:]
     if value.startswith("/"):
         return value
-    logger.warning(
-        "NOTIFY_SOCKET=%r is neither a path nor an abstract socket; systemd notifications are off", value
-    )
+    logger.warning("NOTIFY_SOCKET=%r is neither a path nor an abstract socket; systemd notifications are off", value)
     return None
 
 

@@ -62,8 +62,9 @@ class ComponentStatus:
 class Backoff:
     """Delays before restarts: initial, doubling, capped; minus jitter."""
 
-    def __init__(self, initial_s: float, max_s: float, jitter: float = BACKOFF_JITTER,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial_s: float, max_s: float, jitter: float = BACKOFF_JITTER, rng: random.Random | None = None
+    ) -> None:
         if not 0 < initial_s <= max_s:
             raise ValueError(f"back-off needs 0 < initial ({initial_s}) <= max ({max_s})")
         if not 0 <= jitter < 1:
@@ -85,8 +86,7 @@ class Backoff:
 
 
 class _Component:
-    def __init__(self, name: str, run: Callable[[], Awaitable[None]], restart: Restart,
-                 backoff: Backoff) -> None:
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]], restart: Restart, backoff: Backoff) -> None:
         self.name = name
         self.run = run
         self.restart: Restart = restart
@@ -195,7 +195,8 @@ class Supervisor:
         for comp in late:
             comp.state = ComponentState.FAILED
             logger.error(
-                "component did not finish its clean-up in %.1f s; leaving it behind", timeout,
+                "component did not finish its clean-up in %.1f s; leaving it behind",
+                timeout,
                 extra={"component": comp.name},
             )
         return [comp.name for comp in late]
@@ -257,8 +258,12 @@ class Supervisor:
         delay = comp.backoff.next_delay()
         comp.restarts += 1
         comp.state = ComponentState.BACKOFF
-        fields = {"component": comp.name, "restarts": comp.restarts, "delay_s": round(delay, 3),
-                  "ran_s": round(ran_s, 3)}
+        fields = {
+            "component": comp.name,
+            "restarts": comp.restarts,
+            "delay_s": round(delay, 3),
+            "ran_s": round(ran_s, 3),
+        }
         if error is None:
             logger.warning("component returned; restarting it in %.2f s", delay, extra=fields)
         else:

@@ -35,8 +35,7 @@ def gst_available() -> str | None:
     )
     if probe.returncode != 0:
         return (
-            "GStreamer's RTSP server is not installed "
-            "(run `make test` as root: it installs gir1.2-gst-rtsp-server-1.0)"
+            "GStreamer's RTSP server is not installed (run `make test` as root: it installs gir1.2-gst-rtsp-server-1.0)"
         )
     return None
 

@@ -38,9 +38,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _admin() -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=HOST, port=PORT, user=USER, database="postgres", timeout=CONNECT_TIMEOUT_S
-    )
+    return await asyncpg.connect(host=HOST, port=PORT, user=USER, database="postgres", timeout=CONNECT_TIMEOUT_S)
 
 
 async def _ping() -> None:
@@ -65,7 +63,10 @@ def _start_clusters() -> str | None:
     for version in versions:
         done = subprocess.run(
             [ctl, "--skip-systemctl-redirect", version, "main", "start"],
-            capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
         )
         # Exit 2 means "already running", which is fine.
         if done.returncode not in (0, 2):

@@ -48,9 +48,7 @@ def test_defaults_need_no_file_content() -> None:
 
 def test_bad_url_names_the_key_path() -> None:
     found = problems({"cameras": [CAM, {**CAM, "id": "till", "main_url": "http://10.0.0.3/x"}]})
-    assert found == [
-        "cameras[1].main_url: not an rtsp:// URL (got 'http://10.0.0.3/x'); write rtsp://host:554/path"
-    ]
+    assert found == ["cameras[1].main_url: not an rtsp:// URL (got 'http://10.0.0.3/x'); write rtsp://host:554/path"]
 
 
 def test_password_in_bad_url_is_masked_in_the_error() -> None:
@@ -66,9 +64,7 @@ def test_unknown_key_is_refused() -> None:
 
 
 def test_missing_required_key() -> None:
-    assert problems({"cameras": [{"id": "x", "name": "X"}]}) == [
-        "cameras[0].main_url: required key is missing"
-    ]
+    assert problems({"cameras": [{"id": "x", "name": "X"}]}) == ["cameras[0].main_url: required key is missing"]
 
 
 @pytest.mark.parametrize(

@@ -58,11 +58,14 @@ async def users(cfg: Config) -> AsyncIterator[UserStore]:
 def board() -> StatusBoard:
     board = StatusBoard()
     board.register("front", "Касса")
-    board.update("front", state=CameraState.ONLINE, since=SINCE, fps=12.5, width=1920, height=1080,
-                 codec="h264")
+    board.update("front", state=CameraState.ONLINE, since=SINCE, fps=12.5, width=1920, height=1080, codec="h264")
     board.register("back", "Склад")
-    board.update("back", state=CameraState.RECONNECTING, since=SINCE,
-                 last_error="no answer from the camera: check its power and network cable")
+    board.update(
+        "back",
+        state=CameraState.RECONNECTING,
+        since=SINCE,
+        last_error="no answer from the camera: check its power and network cable",
+    )
     return board
 
 
@@ -107,8 +110,7 @@ async def test_pages_need_sign_in(client: Client) -> None:
     assert resp.status == 303 and resp.headers["Location"] == "/login"
 
 
-async def test_login_succeeds_and_sets_a_strict_httponly_session_cookie(
-        client: Client, cfg: Config) -> None:
+async def test_login_succeeds_and_sets_a_strict_httponly_session_cookie(client: Client, cfg: Config) -> None:
     resp = await login(client)
     assert resp.status == 303 and resp.headers["Location"] == "/"
     cookie = resp.cookies[SESSION_COOKIE]
@@ -127,8 +129,12 @@ async def test_session_cookie_is_secure_over_https(make_app: App, tmp_path: Path
         assert c.make_url("/").scheme == "https"
         form = await c.get("/login", ssl=False)
         assert form.cookies[LOGIN_CSRF_COOKIE]["secure"] is True
-        resp = await c.post("/login", ssl=False, allow_redirects=False, data={
-            "csrf_token": csrf_token(await form.text()), "username": ADMIN, "password": ADMIN_PASSWORD})
+        resp = await c.post(
+            "/login",
+            ssl=False,
+            allow_redirects=False,
+            data={"csrf_token": csrf_token(await form.text()), "username": ADMIN, "password": ADMIN_PASSWORD},
+        )
         assert resp.status == 303
         assert resp.cookies[SESSION_COOKIE]["secure"] is True
 
@@ -149,8 +155,7 @@ async def test_empty_fields_are_asked_for(client: Client) -> None:
     assert "Введите имя пользователя и пароль" in await resp.text()
 
 
-async def test_usernames_are_case_insensitive_and_typed_name_is_kept_on_failure(
-        client: Client) -> None:
+async def test_usernames_are_case_insensitive_and_typed_name_is_kept_on_failure(client: Client) -> None:
     failed = await login(client, "Anna", "wrong")
     assert 'value="Anna"' in await failed.text()
     ok = await login(client, "ANNA", ADMIN_PASSWORD)
@@ -165,8 +170,10 @@ async def test_signed_in_user_is_sent_from_login_to_dashboard(client: Client) ->
 
 async def test_first_run_login_page_says_how_to_create_an_account(cfg: Config, tmp_path: Path) -> None:
     empty_cfg = make_config(tmp_path / "empty")
-    async with user_store(empty_cfg, with_admin=False) as empty, serve(
-            create_console_app(cfg, empty, StatusBoard(), list)) as c:
+    async with (
+        user_store(empty_cfg, with_admin=False) as empty,
+        serve(create_console_app(cfg, empty, StatusBoard(), list)) as c,
+    ):
         page = await (await c.get("/login")).text()
     assert "appliance user add" in page
 
@@ -177,8 +184,9 @@ async def test_first_run_login_page_says_how_to_create_an_account(cfg: Config, t
 async def test_login_without_or_with_a_wrong_csrf_token_is_refused(client: Client) -> None:
     await client.get("/login")  # the CSRF cookie is set, but the form field is missing or wrong
     for data in ({}, {"csrf_token": "forged"}, {"csrf_token": "щ"}):
-        resp = await client.post("/login", data={**data, "username": ADMIN, "password": ADMIN_PASSWORD},
-                                 allow_redirects=False)
+        resp = await client.post(
+            "/login", data={**data, "username": ADMIN, "password": ADMIN_PASSWORD}, allow_redirects=False
+        )
         assert resp.status == 403
         text = await resp.text()
         assert "Форма устарела" in text and "обновите страницу" in text
@@ -190,8 +198,7 @@ async def test_csrf_page_is_in_english_for_english_readers(client: Client) -> No
     assert resp.status == 403 and "The form has expired" in await resp.text()
 
 
-async def test_logout_with_a_wrong_csrf_token_is_refused_and_keeps_the_session(
-        client: Client) -> None:
+async def test_logout_with_a_wrong_csrf_token_is_refused_and_keeps_the_session(client: Client) -> None:
     await logged_in(client)
     resp = await client.post("/logout", data={"csrf_token": "forged"}, allow_redirects=False)
     assert resp.status == 403
@@ -256,8 +263,7 @@ async def test_failed_logins_lock_the_address_and_say_when_to_retry(client: Clie
     lockout = timedelta(seconds=LOGIN_LIMIT.lockout_s)
     # Shown in Moscow time, rounded up to the minute.
     almost_a_minute = timedelta(minutes=1, microseconds=-1)
-    candidates = {(t + lockout + almost_a_minute).astimezone(MOSCOW).strftime("%H:%M")
-                  for t in (before, after)}
+    candidates = {(t + lockout + almost_a_minute).astimezone(MOSCOW).strftime("%H:%M") for t in (before, after)}
     assert shown in candidates
     # Even the right password is refused now, and the page says so again.
     right = await login(client)
@@ -347,7 +353,8 @@ async def test_browser_language_is_used_without_a_choice(client: Client) -> None
 
 
 async def test_every_camera_and_component_state_is_shown_in_words(
-        make_app: App, board: StatusBoard, components: list[ComponentStatus]) -> None:
+    make_app: App, board: StatusBoard, components: list[ComponentStatus]
+) -> None:
     for state in CameraState:
         board.register(f"c-{state.value}", f"cam {state.value}")
         board.update(f"c-{state.value}", state=state, last_error="detail")
@@ -381,7 +388,8 @@ async def test_passwords_in_error_texts_are_masked(make_app: App, board: StatusB
 
 
 async def test_a_failing_status_source_gives_a_500_page_without_details(
-        cfg: Config, users: UserStore, board: StatusBoard) -> None:
+    cfg: Config, users: UserStore, board: StatusBoard
+) -> None:
     def broken() -> list[ComponentStatus]:
         raise RuntimeError("secret internals at /srv/x.py line 12")
 
@@ -397,9 +405,7 @@ async def test_a_failing_status_source_gives_a_500_page_without_details(
 # ------------------------------------------------------------------- metrics and health ---
 
 # name{label="value",...} number, with \\ \" \n escapes inside label values.
-_SAMPLE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? -?[0-9.e+]+$'
-)
+_SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? -?[0-9.e+]+$')
 
 
 async def test_metrics_are_prometheus_text(client: Client, board: StatusBoard) -> None:

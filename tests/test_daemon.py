@@ -73,9 +73,7 @@ def collect(sock: socket.socket, until: str, timeout: float) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ready_watchdog_status_and_clean_sigterm(
-    tmp_path: Path, notify_socket: tuple[socket.socket, str]
-) -> None:
+def test_ready_watchdog_status_and_clean_sigterm(tmp_path: Path, notify_socket: tuple[socket.socket, str]) -> None:
     sock, path = notify_socket
     with gst_camera() as peer:
         config, console_port = write_config(tmp_path, camera_url=peer.url())

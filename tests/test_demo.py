@@ -45,9 +45,23 @@ def fetch(opener: urllib.request.OpenerDirector, url: str, data: dict[str, str] 
 def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
     console_port, portal_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "demo", "--console-port", str(console_port),
-         "--portal-port", str(portal_port), "--data-dir", str(tmp_path / "demo")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "demo",
+            "--console-port",
+            str(console_port),
+            "--portal-port",
+            str(portal_port),
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
     )
     try:
         banner = read_banner(proc, 180)
@@ -63,8 +77,11 @@ def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
         form = fetch(opener, console.group(1) + "login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form)
         assert token, form
-        fetch(opener, console.group(1) + "login",
-              {"username": login.group(1), "password": login.group(2), "csrf_token": token.group(1)})
+        fetch(
+            opener,
+            console.group(1) + "login",
+            {"username": login.group(1), "password": login.group(2), "csrf_token": token.group(1)},
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             dashboard = fetch(opener, console.group(1))

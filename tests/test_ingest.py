@@ -57,9 +57,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
             await asyncio.sleep(0.1)
 
 
-async def _run(
-    cam: CameraConfig, board: StatusBoard, policy: ReconnectPolicy | None = None
-) -> asyncio.Task[None]:
+async def _run(cam: CameraConfig, board: StatusBoard, policy: ReconnectPolicy | None = None) -> asyncio.Task[None]:
     board.register(cam.id, cam.name)
     return asyncio.create_task(run_camera(cam, board, policy))
 

@@ -41,9 +41,7 @@ def test_log_records_are_redacted() -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning(
-            "open %s failed", "rtsp://u:Zebra-Secret-77@h/1", extra={"detail": "pw Zebra-Secret-77"}
-        )
+        logger.warning("open %s failed", "rtsp://u:Zebra-Secret-77@h/1", extra={"detail": "pw Zebra-Secret-77"})
     finally:
         logger.removeHandler(handler)
     line = stream.getvalue()

@@ -103,9 +103,7 @@ def test_unset_socket_is_a_no_op() -> None:
     assert notifier.watchdog_interval() is None
 
 
-def test_vanished_socket_is_logged_once_and_never_raises(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_vanished_socket_is_logged_once_and_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     with caplog.at_level(logging.WARNING, logger="appliance.sdnotify"):
         for _ in range(3):

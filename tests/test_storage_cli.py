@@ -36,8 +36,13 @@ def appliance(config: Path, *args: str, stdin: str | None = None) -> subprocess.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "appliance", *args, "--config", str(config)],
-        input=stdin if stdin is not None else "", capture_output=True, text=True, cwd=REPO, env=env,
-        timeout=60, check=False,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -71,8 +76,7 @@ def test_first_admin_from_an_empty_database(tmp_path: Path, db_url: str) -> None
     assert empty.returncode == 0, empty.stderr
     assert "appliance user add NAME --role admin" in empty.stdout
 
-    added = appliance(config, "user", "add", "Admin", "--role", "admin", "--password-stdin",
-                      stdin=PASSWORD + "\n")
+    added = appliance(config, "user", "add", "Admin", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     assert "admin" in added.stdout and PASSWORD not in added.stdout + added.stderr
 
@@ -138,9 +142,7 @@ def test_input_is_checked_before_the_database(tmp_path: Path) -> None:
     [("shop:Url-Secret-99", ""), ("shop", 'password = "Conf-Secret-77"\n')],
     ids=["password-in-url", "password-setting"],
 )
-def test_unreachable_postgres_exits_1_naming_the_host(
-    tmp_path: Path, url_userinfo: str, database_extra: str
-) -> None:
+def test_unreachable_postgres_exits_1_naming_the_host(tmp_path: Path, url_userinfo: str, database_extra: str) -> None:
     port = free_port()
     url = f"postgresql+asyncpg://{url_userinfo}@127.0.0.1:{port}/appliance"
     config = write_config(tmp_path, url, database_extra)

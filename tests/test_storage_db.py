@@ -45,8 +45,12 @@ async def test_sqlite_engine_makes_data_dir_and_sets_pragmas(tmp_path: Path) -> 
         await engine.dispose()
     assert db_file.is_file()
     # synchronous: 1 is NORMAL.
-    assert values == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
-                      "synchronous": 1}
+    assert values == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+        "synchronous": 1,
+    }
 
 
 async def test_postgres_password_stays_out_of_the_url() -> None:
@@ -76,8 +80,10 @@ async def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
 async def test_second_upgrade_changes_nothing_and_keeps_rows(db_engine: AsyncEngine) -> None:
     async with db_engine.begin() as conn:
         await conn.execute(
-            text("INSERT INTO users (username, password_hash, role, created_at, disabled) "
-                 "VALUES ('kept', 'x', 'viewer', :now, false)"),
+            text(
+                "INSERT INTO users (username, password_hash, role, created_at, disabled) "
+                "VALUES ('kept', 'x', 'viewer', :now, false)"
+            ),
             {"now": datetime.now(UTC)},
         )
     await upgrade(db_engine)
@@ -109,8 +115,12 @@ def _constraint_names(conn: Connection) -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for table in Base.metadata.tables:
         found = {insp.get_pk_constraint(table)["name"]}
-        for reflect in (insp.get_unique_constraints, insp.get_check_constraints, insp.get_foreign_keys,
-                        insp.get_indexes):
+        for reflect in (
+            insp.get_unique_constraints,
+            insp.get_check_constraints,
+            insp.get_foreign_keys,
+            insp.get_indexes,
+        ):
             found |= {c["name"] for c in reflect(table)}  # type: ignore[operator]
         names[table] = found
     return names

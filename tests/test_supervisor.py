@@ -74,8 +74,7 @@ class Ticker:
 class Crasher:
     """Raises `crashes` times (after `run_for` seconds each), then runs quietly."""
 
-    def __init__(self, crashes: int, run_for: float | Callable[[int], float] = 0.0,
-                 message: str = "boom") -> None:
+    def __init__(self, crashes: int, run_for: float | Callable[[int], float] = 0.0, message: str = "boom") -> None:
         self.crashes = crashes
         self.run_for = run_for
         self.message = message
@@ -92,8 +91,7 @@ class Crasher:
 
 
 def delays(caplog: pytest.LogCaptureFixture, component: str) -> list[float]:
-    return [r.delay_s for r in caplog.records
-            if getattr(r, "component", None) == component and hasattr(r, "delay_s")]
+    return [r.delay_s for r in caplog.records if getattr(r, "component", None) == component and hasattr(r, "delay_s")]
 
 
 async def test_crashing_component_restarts_with_backoff_while_another_keeps_running(
@@ -329,8 +327,11 @@ async def test_stop_is_bounded_when_cleanup_is_slow_or_ignores_cancellation() ->
     assert 0.2 <= took < 0.4
     assert sorted(left) == ["export", "stubborn"]
     status = {s.name: s.state for s in sup.status()}
-    assert status == {"export": ComponentState.FAILED, "stubborn": ComponentState.FAILED,
-                      "portal": ComponentState.STOPPED}
+    assert status == {
+        "export": ComponentState.FAILED,
+        "stubborn": ComponentState.FAILED,
+        "portal": ComponentState.STOPPED,
+    }
     assert ticker.cleaned_up == 1
 
     release.set()

@@ -78,8 +78,7 @@ def test_notify_watchdog_and_restart(service: dict[str, str]) -> None:
 
 
 def test_stop_timeout_leaves_room_for_the_daemons_own_shutdown(service: dict[str, str]) -> None:
-    longest_shutdown = next(m.le for m in DaemonSection.model_fields["shutdown_timeout_s"].metadata
-                            if hasattr(m, "le"))
+    longest_shutdown = next(m.le for m in DaemonSection.model_fields["shutdown_timeout_s"].metadata if hasattr(m, "le"))
     assert float(service["TimeoutStopSec"]) >= longest_shutdown + 5
 
 
@@ -100,8 +99,16 @@ def test_hardening(service: dict[str, str]) -> None:
 
 def test_every_hardening_line_says_why() -> None:
     lines = UNIT.read_text(encoding="utf-8").splitlines()
-    keys = {*HARDENING, "CapabilityBoundingSet", "AmbientCapabilities", "RestrictAddressFamilies",
-            "ReadWritePaths", "NotifyAccess", "WatchdogSec", "TimeoutStopSec"}
+    keys = {
+        *HARDENING,
+        "CapabilityBoundingSet",
+        "AmbientCapabilities",
+        "RestrictAddressFamilies",
+        "ReadWritePaths",
+        "NotifyAccess",
+        "WatchdogSec",
+        "TimeoutStopSec",
+    }
     for i, line in enumerate(lines):
         key = line.split("=", 1)[0]
         if key not in keys:
@@ -162,8 +169,9 @@ def test_sysusers_creates_the_service_account(tmp_path: Path, service: dict[str,
     if tool is None:
         pytest.skip("systemd-sysusers is not installed; appliance.sysusers.conf was not checked")
     (tmp_path / "etc").mkdir()
-    run = subprocess.run([tool, f"--root={tmp_path}", "--dry-run", str(SYSUSERS)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [tool, f"--root={tmp_path}", "--dry-run", str(SYSUSERS)], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     output = run.stdout + run.stderr
     assert re.search(rf"Creating user '{service['User']}' \(Store appliance daemon\)", output), output
@@ -274,7 +282,6 @@ def test_native_libraries_run_under_memory_deny_write_execute() -> None:
     assert run.stdout.strip() == "workload ok"
 
 
-
 _GATEWAY_SCRIPT = """
 set -e
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys   # ProtectKernelTunables=yes
@@ -301,14 +308,19 @@ def test_the_units_capabilities_are_enough_for_the_gateway(service: dict[str, st
     # The service user cannot run a Python kept under root's home (pyenv): use the system's.
     system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
     if missing or system_python is None:
-        pytest.skip(f"needs {', '.join(missing) or 'a system python3'} "
-                    "(apt-get install nftables iproute2 util-linux python3)")
+        pytest.skip(
+            f"needs {', '.join(missing) or 'a system python3'} (apt-get install nftables iproute2 util-linux python3)"
+        )
     if os.geteuid() != 0:
         pytest.skip("needs root to create a private network namespace for the nftables rules")
     caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in service["CapabilityBoundingSet"].split())
     script = _GATEWAY_SCRIPT.format(caps=caps, python=system_python)
     # A fresh network namespace: the host's ruleset is never touched.
-    run = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "gateway ok"

@@ -35,10 +35,12 @@ _CSRF_INPUT = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)
 
 
 def make_config(tmp_path: Path, **appliance: Any) -> Config:
-    return parse_config({
-        "appliance": {"data_dir": str(tmp_path), "name": "Магазин у дома", **appliance},
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'appliance.db'}"},
-    })
+    return parse_config(
+        {
+            "appliance": {"data_dir": str(tmp_path), "name": "Магазин у дома", **appliance},
+            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'appliance.db'}"},
+        }
+    )
 
 
 @asynccontextmanager
@@ -55,8 +57,9 @@ async def user_store(cfg: Config, *, with_admin: bool = True) -> AsyncIterator[U
 
 
 @asynccontextmanager
-async def serve(app: web.Application, *, server_ssl: ssl.SSLContext | None = None,
-                source_ip: str | None = None) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+async def serve(
+    app: web.Application, *, server_ssl: ssl.SSLContext | None = None, source_ip: str | None = None
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     """A real listener on 127.0.0.1 and a client; `source_ip` picks the client's loopback address."""
     server = TestServer(app)
     await server.start_server(ssl=server_ssl)
@@ -75,13 +78,21 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
-async def login(client: TestClient[web.Request, web.Application], username: str = ADMIN,
-                password: str = ADMIN_PASSWORD, **kwargs: Any) -> aiohttp.ClientResponse:
+async def login(
+    client: TestClient[web.Request, web.Application],
+    username: str = ADMIN,
+    password: str = ADMIN_PASSWORD,
+    **kwargs: Any,
+) -> aiohttp.ClientResponse:
     """Open the login form (for its CSRF cookie and field), then send it; redirects not followed."""
     form = await client.get("/login")
     token = csrf_token(await form.text())
-    return await client.post("/login", data={"csrf_token": token, "username": username, "password": password},
-                             allow_redirects=False, **kwargs)
+    return await client.post(
+        "/login",
+        data={"csrf_token": token, "username": username, "password": password},
+        allow_redirects=False,
+        **kwargs,
+    )
 
 
 def self_signed_server_context(tmp_path: Path) -> ssl.SSLContext:
@@ -96,14 +107,14 @@ def self_signed_server_context(tmp_path: Path) -> ssl.SSLContext:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=1))
         .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     return context

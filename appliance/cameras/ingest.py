@@ -175,11 +175,7 @@ async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPol
             stop.set()
         state, message = classify_error(error or StreamEnded())
         message = mask_text(message, (cam.password.get_secret_value(),) if cam.password else ())
-        delay = (
-            AUTH_RETRY_S
-            if state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND)
-            else policy.delay(attempt)
-        )
+        delay = AUTH_RETRY_S if state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND) else policy.delay(attempt)
         attempt += 1
         board.update(cam.id, state=state, last_error=message, fps=0.0, bitrate_kbps=0.0)
         log.warning(

@@ -50,7 +50,10 @@ def create_console_app(
     login_limit: Limit = auth.LOGIN_LIMIT,
 ) -> web.Application:
     app = base_app(
-        cfg, "appliance.console", CATALOGUE, client_max_size=CONSOLE_MAX_BODY_BYTES,
+        cfg,
+        "appliance.console",
+        CATALOGUE,
+        client_max_size=CONSOLE_MAX_BODY_BYTES,
         # Sign-in first: CSRF needs to know the session whose token a form must carry.
         middlewares=[auth.auth_middleware, csrf_middleware(auth.expected_csrf_token)],
     )

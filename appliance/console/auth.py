@@ -87,24 +87,36 @@ def _ceil_minute(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(minutes=1)
 
 
-async def _login_page(request: web.Request, *, status: int = 200, error_key: str | None = None,
-                      locked_for_s: float | None = None, username: str = "") -> web.Response:
+async def _login_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error_key: str | None = None,
+    locked_for_s: float | None = None,
+    username: str = "",
+) -> web.Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
     locked_until = None
     if locked_for_s is not None:
         locked_until = _ceil_minute(datetime.now(UTC) + timedelta(seconds=locked_for_s))
-    response = page(request, "login.html", {
-        "csrf_token": token,
-        "error_key": error_key,
-        "locked_until": locked_until,
-        "username": username,
-        "no_users": await request.app[USERS].count() == 0,
-    }, status=status)
+    response = page(
+        request,
+        "login.html",
+        {
+            "csrf_token": token,
+            "error_key": error_key,
+            "locked_until": locked_until,
+            "username": username,
+            "no_users": await request.app[USERS].count() == 0,
+        },
+        status=status,
+    )
     if locked_for_s is not None:
         response.headers["Retry-After"] = str(math.ceil(locked_for_s))
     if request.cookies.get(LOGIN_CSRF_COOKIE) != token:
-        response.set_cookie(LOGIN_CSRF_COOKIE, token, path="/login", httponly=True, samesite="Strict",
-                            secure=request.secure)
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE, token, path="/login", httponly=True, samesite="Strict", secure=request.secure
+        )
     return response
 
 
@@ -144,8 +156,15 @@ async def login(request: web.Request) -> web.Response:
     session_id, _ = sessions.create(user.id, user.username, user.role)
     log.info("console login", extra={"username": user.username, "client": client})
     response = redirect(request.app.router["dashboard"].url_for())
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=int(sessions.lifetime.total_seconds()), path="/",
-                        httponly=True, samesite="Strict", secure=request.secure)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(sessions.lifetime.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 

@@ -26,10 +26,14 @@ routes = web.RouteTableDef()
 @routes.get("/", name="dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     cameras = request.app[BOARD].all()
-    return page(request, "dashboard.html", {
-        "cameras": cameras,
-        "online": sum(1 for c in cameras if c.state is CameraState.ONLINE),
-        "components": request.app[COMPONENTS](),
-        "now": datetime.now(UTC),
-        "tone": STATE_TONE,
-    })
+    return page(
+        request,
+        "dashboard.html",
+        {
+            "cameras": cameras,
+            "online": sum(1 for c in cameras if c.state is CameraState.ONLINE),
+            "components": request.app[COMPONENTS](),
+            "now": datetime.now(UTC),
+            "tone": STATE_TONE,
+        },
+    )

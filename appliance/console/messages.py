@@ -18,8 +18,7 @@ _OWN = {
     "login.password": Text("Пароль", "Password"),
     "login.submit": Text("Войти", "Sign in"),
     "login.wrong": Text(
-        "Неверное имя пользователя или пароль. "
-        "Проверьте раскладку клавиатуры и Caps Lock и попробуйте снова.",
+        "Неверное имя пользователя или пароль. Проверьте раскладку клавиатуры и Caps Lock и попробуйте снова.",
         "Wrong username or password. Check the keyboard layout and Caps Lock and try again.",
     ),
     "login.empty": Text("Введите имя пользователя и пароль.", "Enter both the username and the password."),
@@ -30,10 +29,8 @@ _OWN = {
         "If you forgot the password, ask the administrator to set a new one.",
     ),
     "login.no_users": Text(
-        "Учётных записей ещё нет. Создайте первую на устройстве командой: "
-        "appliance user add ИМЯ --role admin",
-        "There are no accounts yet. Create the first one on the appliance: "
-        "appliance user add NAME --role admin",
+        "Учётных записей ещё нет. Создайте первую на устройстве командой: appliance user add ИМЯ --role admin",
+        "There are no accounts yet. Create the first one on the appliance: appliance user add NAME --role admin",
     ),
     # Dashboard: cameras
     "dash.title": Text("Камеры", "Cameras"),
@@ -43,8 +40,7 @@ _OWN = {
         "As of {time}. Reload the page to see newer data.",
     ),
     "dash.no_cameras": Text(
-        "Камеры ещё не добавлены. Опишите их в файле настроек (раздел [[cameras]]) "
-        "и перезапустите устройство.",
+        "Камеры ещё не добавлены. Опишите их в файле настроек (раздел [[cameras]]) и перезапустите устройство.",
         "No cameras yet. Describe them in the settings file ([[cameras]] section) and restart the appliance.",
     ),
     "dash.since": Text("с {time}", "since {time}"),
@@ -92,9 +88,7 @@ _OWN = {
     "components.last_error": Text("Последняя ошибка", "Last error"),
     "components.none": Text("Нет запущенных частей.", "No components are running."),
     "component.state.running": Text("Работает", "Running"),
-    "component.state.backoff": Text(
-        "Сбой, скоро перезапустится сама", "Crashed, will restart by itself shortly"
-    ),
+    "component.state.backoff": Text("Сбой, скоро перезапустится сама", "Crashed, will restart by itself shortly"),
     "component.state.stopped": Text("Остановлена", "Stopped"),
     "component.state.failed": Text("Сбой при остановке", "Failed while stopping"),
     "components.hint": Text(

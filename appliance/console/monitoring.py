@@ -47,19 +47,42 @@ def render_metrics(request: web.Request) -> str:
     cameras = request.app[BOARD].all()
     components = request.app[COMPONENTS]()
     lines = _family("appliance_info", "gauge", "The running version.", [({"version": __version__}, 1)])
-    lines += _family("appliance_camera_info", "gauge", "Camera identifiers and the names people read.",
-                     [({"camera": c.camera_id, "name": c.name}, 1) for c in cameras])
-    lines += _family("appliance_camera_up", "gauge", "1 while the camera's stream is received, else 0.",
-                     [({"camera": c.camera_id}, int(c.state is CameraState.ONLINE)) for c in cameras])
-    lines += _family("appliance_camera_fps", "gauge", "Frames per second received from the camera.",
-                     [({"camera": c.camera_id}, c.fps) for c in cameras])
-    lines += _family("appliance_camera_bitrate_kbps", "gauge", "Stream bit rate received from the camera.",
-                     [({"camera": c.camera_id}, c.bitrate_kbps) for c in cameras])
-    lines += _family("appliance_component_up", "gauge", "1 while the daemon component is running, else 0.",
-                     [({"component": s.name}, int(s.state is ComponentState.RUNNING)) for s in components])
-    lines += _family("appliance_component_restarts_total", "counter",
-                     "Restarts of the daemon component since the appliance started.",
-                     [({"component": s.name}, s.restarts) for s in components])
+    lines += _family(
+        "appliance_camera_info",
+        "gauge",
+        "Camera identifiers and the names people read.",
+        [({"camera": c.camera_id, "name": c.name}, 1) for c in cameras],
+    )
+    lines += _family(
+        "appliance_camera_up",
+        "gauge",
+        "1 while the camera's stream is received, else 0.",
+        [({"camera": c.camera_id}, int(c.state is CameraState.ONLINE)) for c in cameras],
+    )
+    lines += _family(
+        "appliance_camera_fps",
+        "gauge",
+        "Frames per second received from the camera.",
+        [({"camera": c.camera_id}, c.fps) for c in cameras],
+    )
+    lines += _family(
+        "appliance_camera_bitrate_kbps",
+        "gauge",
+        "Stream bit rate received from the camera.",
+        [({"camera": c.camera_id}, c.bitrate_kbps) for c in cameras],
+    )
+    lines += _family(
+        "appliance_component_up",
+        "gauge",
+        "1 while the daemon component is running, else 0.",
+        [({"component": s.name}, int(s.state is ComponentState.RUNNING)) for s in components],
+    )
+    lines += _family(
+        "appliance_component_restarts_total",
+        "counter",
+        "Restarts of the daemon component since the appliance started.",
+        [({"component": s.name}, s.restarts) for s in components],
+    )
     return "\n".join(lines) + "\n"
 
 

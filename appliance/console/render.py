@@ -11,8 +11,9 @@ from appliance.console.keys import SESSION
 from appliance.web.templating import render
 
 
-def page(request: web.Request, template: str, context: dict[str, Any] | None = None, *,
-         status: int = 200) -> web.Response:
+def page(
+    request: web.Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> web.Response:
     return render(request, template, {"session": request[SESSION], **(context or {})}, status=status)
 
 

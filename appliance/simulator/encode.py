@@ -141,6 +141,7 @@ def encode_frames(
     renderer = Renderer(scene_, p.width, p.height)
     codec = new_encoder(settings)
     label = settings.label(scene_.name)
+
     def units_of(packets: list[av.Packet[Any]]) -> list[AccessUnit]:
         return [AccessUnit(tuple(h264.split_annexb(bytes(p))), p.is_keyframe) for p in packets]
 

@@ -135,8 +135,9 @@ def _local(moment: datetime | None, zone: ZoneInfo) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in (header, *rows))
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)
+    )
 
 
 def user_list(cfg: Config) -> int:
@@ -147,8 +148,13 @@ def user_list(cfg: Config) -> int:
         if not users:
             return "No staff accounts yet. Create the first one with: appliance user add NAME --role admin"
         rows = [
-            (u.username, u.role, "disabled" if u.disabled else "active", _local(u.created_at, zone),
-             _local(u.last_login_at, zone))
+            (
+                u.username,
+                u.role,
+                "disabled" if u.disabled else "active",
+                _local(u.created_at, zone),
+                _local(u.last_login_at, zone),
+            )
             for u in users
         ]
         return _table(("USERNAME", "ROLE", "STATUS", "CREATED", "LAST LOGIN"), rows)

@@ -75,9 +75,7 @@ def check_password(username: str, password: str) -> None:
 class UserStore:
     """Accounts in the `users` table, reached through a session factory."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], hasher: PasswordHasher | None = None
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hasher: PasswordHasher | None = None) -> None:
         self._sessions = sessions
         self._hasher = hasher or PasswordHasher.from_parameters(DEFAULT_HASH_PARAMETERS)
         self._dummy_hash: str | None = None
@@ -103,8 +101,9 @@ class UserStore:
         if role not in ROLES:
             raise UserError(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
         check_password(name, password)
-        user = User(username=name, password_hash=await self._hash(password), role=role, created_at=utcnow(),
-                    disabled=False)
+        user = User(
+            username=name, password_hash=await self._hash(password), role=role, created_at=utcnow(), disabled=False
+        )
         async with self._sessions() as session:
             session.add(user)
             try:

@@ -74,8 +74,9 @@ class PageError(Exception):
         self.params = params
 
 
-def _error_page(request: web.Request, status: int, key: str | None = None,
-                params: dict[str, object] | None = None) -> web.Response:
+def _error_page(
+    request: web.Request, status: int, key: str | None = None, params: dict[str, object] | None = None
+) -> web.Response:
     if key is None:
         key = f"error.{status if status in EXPLAINED_STATUSES else 'other'}"
     context = {"status": status, "key": key, "params": params or {}}

@@ -18,8 +18,9 @@ from appliance.web.security import install_security_headers
 from appliance.web.templating import JINJA_ENV, make_environment
 
 
-def base_app(cfg: Config, package: str, catalogue: Catalogue, *, client_max_size: int,
-             middlewares: Sequence[Middleware] = ()) -> web.Application:
+def base_app(
+    cfg: Config, package: str, catalogue: Catalogue, *, client_max_size: int, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
     """An app for `package` (which has `templates/` and `static/` folders).
 
     Middleware order, outermost first: the language is known before anything can fail, so that

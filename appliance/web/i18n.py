@@ -123,4 +123,3 @@ def i18n_middleware(default: Lang) -> Middleware:
         return response
 
     return middleware
-

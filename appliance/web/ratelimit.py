@@ -35,8 +35,9 @@ class _Entry:
 
 
 class RateLimiter:
-    def __init__(self, limit: Limit, *, max_keys: int = DEFAULT_MAX_KEYS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: Limit, *, max_keys: int = DEFAULT_MAX_KEYS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self._max_keys = max_keys
         self._clock = clock

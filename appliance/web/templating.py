@@ -22,10 +22,12 @@ JINJA_ENV = web.AppKey("jinja_env", jinja2.Environment)
 
 def make_environment(app_package: str, catalogue: Catalogue, tz: ZoneInfo) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([
-            jinja2.PackageLoader(app_package, "templates"),
-            jinja2.PackageLoader("appliance.web", "templates"),
-        ]),
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.PackageLoader(app_package, "templates"),
+                jinja2.PackageLoader("appliance.web", "templates"),
+            ]
+        ),
         autoescape=True,
         # A misspelt variable is a bug to see in tests, not an empty spot on a page.
         undefined=jinja2.StrictUndefined,
@@ -58,10 +60,9 @@ def make_environment(app_package: str, catalogue: Catalogue, tz: ZoneInfo) -> ji
     return env
 
 
-def render(request: web.Request, template: str, context: dict[str, Any] | None = None, *,
-           status: int = 200) -> web.Response:
+def render(
+    request: web.Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200
+) -> web.Response:
     env = request.app[JINJA_ENV]
-    html = env.get_template(template).render(
-        {"request": request, "lang": request[LANG_KEY], **(context or {})}
-    )
+    html = env.get_template(template).render({"request": request, "lang": request[LANG_KEY], **(context or {})})
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -1,0 +1,645 @@
+"""Motion detection on the luma plane: frames in, motion boxes and a score out. Pure: no I/O,
+no clock, no threads; the same frames and times always give the same results.
+
+The recipe (docs/motion.md explains every step and setting): shrink the Y plane to the analysis
+width, stretch its contrast between two percentiles, blur, compare with a running-average
+background, threshold, dilate, keep blobs above a minimum area inside the zones and outside the
+masks. Guards against what makes shop cameras cry wolf: a change over most of the frame (light
+switch, exposure jump), a jump of the colour variance (the camera's colour/IR switch) or a
+tripped preclusive patch sends the detector back to calibration for a settle time; the stretch
+cancels exposure pumping and daylight fading; a frame counts as motion only after blobs were
+seen in `persistence_frames` analysed frames in a row (sensor noise, a moth's single frame).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from cv2.typing import MatLike
+
+Luma = npt.NDArray[np.uint8]
+Polygon = Sequence[tuple[float, float]]
+"""A polygon as (x, y) vertices in frame fractions: x from the left, y from the top, 0..1."""
+
+Sensitivity = Literal["low", "medium", "high"]
+
+
+@dataclass(frozen=True)
+class SensitivityPreset:
+    threshold: int
+    min_area: float
+
+
+SENSITIVITY_PRESETS: dict[str, SensitivityPreset] = {
+    "low": SensitivityPreset(threshold=40, min_area=0.003),
+    "medium": SensitivityPreset(threshold=30, min_area=0.0015),
+    "high": SensitivityPreset(threshold=20, min_area=0.0006),
+}
+"""What `sensitivity` sets unless `threshold` / `min_area` are given explicitly."""
+
+DUE_TOLERANCE = 0.25
+"""`wants()` takes a frame up to this fraction of an analysis interval early, so that jittery
+wall-clock timestamps do not make it skip a whole input frame."""
+HEATMAP_OVERSAMPLE = 8
+"""Pixels per cell side when a search polygon is rasterised onto the heatmap grid."""
+DILATE_KERNEL = np.ones((3, 3), dtype=np.uint8)
+"""Each dilation grows a blob by one pixel in all eight directions."""
+HISTOGRAM_STEP = 16
+"""The contrast percentiles are read from every 16th pixel in raster order: 3,600 samples at
+320×180 place them as well as all pixels do, at a sixteenth of the cost."""
+
+
+class MotionSettings(BaseModel):
+    """Tunables of the motion detector. Every threshold lives here, with its unit and bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fps: float = Field(
+        5.0,
+        gt=0,
+        le=15,
+        description="Analysed frames per second; the caller feeds frames when `MotionDetector.wants(t)`. "
+        "Persistence and absorption counts below are in analysed frames.",
+    )
+    width: int = Field(
+        320,
+        ge=64,
+        le=1280,
+        description="Analysis width in pixels; the height follows the frame's aspect ratio. "
+        "Frames narrower than this are used as they are (never enlarged).",
+    )
+    sensitivity: Sensitivity = Field(
+        "medium", description="Preset for `threshold` and `min_area` (see SENSITIVITY_PRESETS)."
+    )
+    threshold: int = Field(
+        30,
+        ge=4,
+        le=128,
+        description="Luma difference, in 0..255 steps of the contrast-stretched picture, for a pixel to "
+        "count as changed. Set by `sensitivity` unless given.",
+    )
+    min_area: float = Field(
+        0.0015,
+        ge=0,
+        le=0.5,
+        description="Smallest moving blob that counts, as a fraction of the frame area (0.0015 is "
+        "86 px at 320×180). Set by `sensitivity` unless given.",
+    )
+    min_score: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="A frame moves only when more than this fraction of the zone area is covered by "
+        "kept blobs (0: any kept blob).",
+    )
+    blur_kernel: int = Field(
+        3, ge=1, le=15, description="Side of the Gaussian blur kernel in pixels, odd (1: no blur)."
+    )
+    dilate_iterations: int = Field(
+        1, ge=0, le=5, description="3×3 dilations joining the pieces of one moving body into one blob."
+    )
+    contrast_stretch: bool = Field(
+        True,
+        description="Stretch each frame's contrast between the percentiles below before comparing. Off "
+        "saves ~15 µs a frame, but exposure pumping and fading daylight then show up as motion.",
+    )
+    contrast_low_percentile: float = Field(
+        4.0, ge=0, lt=50, description="Luma percentile mapped to black by the contrast stretch (%)."
+    )
+    contrast_high_percentile: float = Field(
+        96.0, gt=50, le=100, description="Luma percentile mapped to white by the contrast stretch (%)."
+    )
+    contrast_min_range: int = Field(
+        64,
+        ge=1,
+        le=255,
+        description="The stretch never spreads fewer luma levels than this over 0..255, so that a dark, "
+        "flat picture is not amplified into noise.",
+    )
+    contrast_alpha: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Weight of the newest frame in the averaged stretch limits (1: each frame alone). "
+        "High enough to follow exposure pumping, low enough that a figure does not jerk the stretch.",
+    )
+    background_alpha_calibrating: float = Field(
+        0.2, gt=0, le=1, description="Weight of a new frame in the background while calibrating (fast learning)."
+    )
+    background_alpha: float = Field(
+        0.01, gt=0, le=1, description="Weight of a new frame in the background once calibrated (slow drift)."
+    )
+    absorb_after_frames: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="A pixel that keeps changing is blended into the background only after this many "
+        "analysed frames, so that passers-by leave no ghost while parked objects fade in.",
+    )
+    persistence_frames: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="Analysed frames in a row with motion before `motion` turns true (noise, insects).",
+    )
+    global_change_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="If more than this fraction of the watched frame changes at once, it is a light "
+        "switch or exposure jump, not a visitor: recalibrate.",
+    )
+    calibrated_fraction: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Calibration may end once less than this fraction of the watched frame changes.",
+    )
+    calibrated_max_boxes: int = Field(
+        4, ge=0, le=100, description="Calibration may end once at most this many blobs are left."
+    )
+    settle_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Calibration lasts at least this long after the start or a global change (s): a "
+        "camera's exposure and IR filter take a moment to settle after a switch.",
+    )
+    chroma_jump_ratio: float = Field(
+        4.0,
+        gt=1,
+        le=1000,
+        description="A change of the U/V variance by this factor (either way) against its recent average "
+        "is the colour/IR switch: recalibrate.",
+    )
+    chroma_floor: float = Field(
+        2.0,
+        gt=0,
+        le=1000,
+        description="Added to both variances before the ratio (luma levels²), so that noise in a grey "
+        "IR picture does not look like a jump.",
+    )
+    chroma_alpha: float = Field(
+        0.1, gt=0, le=1, description="Weight of the newest frame in the recent average of the U/V variance."
+    )
+    preclusive_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A preclusive patch (a static wall nobody walks past) trips when more than this "
+        "fraction of it changes; a tripped patch means a global change.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_sensitivity(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            preset = SENSITIVITY_PRESETS.get(data.get("sensitivity", "medium"))
+            if preset is not None:  # an unknown name is reported by the field's own validation
+                data = {"threshold": preset.threshold, "min_area": preset.min_area, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MotionSettings:
+        if self.blur_kernel % 2 == 0:
+            raise ValueError(f"blur_kernel must be odd, got {self.blur_kernel}")
+        if self.background_alpha > self.background_alpha_calibrating:
+            raise ValueError("background_alpha must not exceed background_alpha_calibrating")
+        return self
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned rectangle in frame fractions (x0 < x1, y0 < y1)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def area(self) -> float:
+        return (self.x1 - self.x0) * (self.y1 - self.y0)
+
+    def intersection(self, other: Box) -> float:
+        """Area shared with `other`, in frame fractions."""
+        w = min(self.x1, other.x1) - max(self.x0, other.x0)
+        h = min(self.y1, other.y1) - max(self.y0, other.y0)
+        return max(w, 0.0) * max(h, 0.0)
+
+
+class Reason(StrEnum):
+    """Why a result carries no boxes although blobs may be visible."""
+
+    STARTUP = "startup: learning the background"
+    RESTART = "stream restarted or resized: learning the background"
+    GLOBAL_CHANGE = "global change: recalibrating"
+    CHROMA_SWITCH = "colour/IR switch: recalibrating"
+    PRECLUSIVE = "preclusive patch changed: recalibrating"
+
+
+@dataclass(frozen=True)
+class MotionResult:
+    score: float
+    """Fraction of the zone area (the whole frame without zones) covered by kept blobs."""
+    boxes: tuple[Box, ...]
+    """Kept blobs' bounding boxes, in frame fractions; empty while calibrating."""
+    motion: bool
+    """Blobs were kept in at least `persistence_frames` analysed frames in a row."""
+    calibrating: bool
+    reason: Reason | None
+    """Why the detector is calibrating, None when it is not."""
+    changed_fraction: float
+    """Fraction of the watched frame (without masks) over the threshold: the global-change signal."""
+
+
+def chroma_variance(u: Luma, v: Luma, stride: int = 2) -> float:
+    """Mean variance of the U and V planes (luma levels²), sampled on every `stride`th pixel.
+
+    Near zero in IR night mode (the picture is grey), tens to hundreds in a colour scene.
+    """
+    u_std = cv2.meanStdDev(u[::stride, ::stride])[1]
+    v_std = cv2.meanStdDev(v[::stride, ::stride])[1]
+    return float((u_std[0, 0] ** 2 + v_std[0, 0] ** 2) / 2)
+
+
+def rasterise(polygons: Sequence[Polygon], width: int, height: int) -> Luma:
+    """A 0/255 mask of `width`×`height` pixels that is 255 inside any of `polygons`."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for polygon in polygons:
+        points = np.array([(x * width, y * height) for x, y in polygon], dtype=np.float64)
+        cv2.fillPoly(mask, [np.rint(points).astype(np.int32)], 255)
+    return mask
+
+
+def check_polygons(polygons: Sequence[Polygon], what: str) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """The polygons as tuples, or ValueError naming the bad one."""
+    checked = []
+    for i, polygon in enumerate(polygons):
+        points = tuple((float(x), float(y)) for x, y in polygon)
+        if len(points) < 3:
+            raise ValueError(f"{what}[{i}] has {len(points)} points; a polygon needs at least 3")
+        if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in points):
+            raise ValueError(f"{what}[{i}] has a point outside 0..1; give coordinates as fractions of the frame")
+        checked.append(points)
+    return tuple(checked)
+
+
+def analysis_size(width: int, height: int, max_width: int) -> tuple[int, int]:
+    """The size a `width`×`height` frame is analysed at: `max_width` wide at most, same aspect."""
+    if width < 1 or height < 1:
+        raise ValueError(f"an empty frame ({width}×{height}) cannot be analysed")
+    new_width = min(width, max_width)
+    return new_width, max(1, round(height * new_width / width))
+
+
+def shrink(y_plane: Luma, width: int, height: int) -> MatLike:
+    """`y_plane` at `width`×`height`: pixel areas are averaged, which also damps sensor noise."""
+    if y_plane.shape[1] == width and y_plane.shape[0] == height:
+        return y_plane
+    return cv2.resize(y_plane, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class RateGate:
+    """Picks frames at `fps` out of a faster stream. The due times stay on a grid of 1/fps steps,
+    so the rate holds on average whatever the input rate; after a gap the grid restarts."""
+
+    def __init__(self, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.interval = 1 / fps
+        self._next: float | None = None
+        self._last: float | None = None
+
+    def due(self, t: float) -> bool:
+        if self._next is None or self.went_back(t):
+            return True
+        return t >= self._next - DUE_TOLERANCE * self.interval
+
+    def went_back(self, t: float) -> bool:
+        """Whether `t` lies before the last frame taken (a restarted stream or clock)."""
+        return self._last is not None and t < self._last
+
+    def take(self, t: float) -> None:
+        """Record that the frame at `t` is analysed."""
+        if self._next is None or self.went_back(t) or t - self._next >= self.interval:
+            self._next = t + self.interval
+        else:
+            self._next += self.interval
+        self._last = t
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Everything that depends only on the analysis size: rasterised zones, masks and patches."""
+
+    width: int
+    height: int
+    watched: MatLike
+    """255 where changes are looked at: everything but the masks."""
+    counted: MatLike | None
+    """255 where blobs count (zones minus masks); None when the whole watched frame counts."""
+    counted_px: int
+    watched_px: int
+    sample_watched: npt.NDArray[np.bool_] | None
+    """`watched` at the histogram's sample points, None without masks."""
+    patches: tuple[tuple[MatLike, int], ...]
+    """Each preclusive patch as (0/255 mask, pixel count)."""
+    min_area_px: float
+    ones: MatLike
+    """All 1: the increment of the per-pixel change counter (OpenCV's typed API takes no scalar)."""
+
+
+class MotionDetector:
+    """One camera's motion detector. Stateful (the background), deterministic, not thread-safe."""
+
+    def __init__(
+        self,
+        settings: MotionSettings | None = None,
+        zones: Sequence[Polygon] = (),
+        masks: Sequence[Polygon] = (),
+        preclusive: Sequence[Polygon] = (),
+    ) -> None:
+        """`zones`: where blobs count (none: everywhere); `masks`: ignored areas (a TV, a window
+        on the street); `preclusive`: patches of static wall that no visitor covers, where any
+        change must be the light. All polygons in frame fractions."""
+        self.settings = settings or MotionSettings()
+        self.zones = check_polygons(zones, "zones")
+        self.masks = check_polygons(masks, "masks")
+        self.preclusive = check_polygons(preclusive, "preclusive")
+        self._input_shape: tuple[int, int] | None = None
+        self._geometry: _Geometry | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the background (after a stream restart); the next frame starts a calibration."""
+        self._background: npt.NDArray[np.float32] | None = None
+        self._moving_age: MatLike | None = None
+        self._stretch: tuple[float, float] | None = None
+        self._black: tuple[int, MatLike] | None = None
+        self._chroma: float | None = None
+        self._gate = RateGate(self.settings.fps)
+        self._reason: Reason | None = Reason.STARTUP
+        self._settle_until = -math.inf
+        self._streak = 0
+
+    def wants(self, t: float) -> bool:
+        """Whether a frame at `t` (seconds) is due at `settings.fps`; skip the frames in between."""
+        return self._gate.due(t)
+
+    def process(self, y_plane: Luma, uv_variance: float | None, t: float) -> MotionResult:
+        """Analyse one frame: `y_plane` the luma (uint8 H×W), `uv_variance` from `chroma_variance`
+        (None if unknown: the IR guard is then off), `t` the frame time in seconds."""
+        if y_plane.dtype != np.uint8 or y_plane.ndim != 2:
+            raise ValueError(f"y_plane must be a 2-D uint8 luma plane, got {y_plane.dtype} {y_plane.shape}")
+        geo = self._geometry
+        if geo is None or y_plane.shape != self._input_shape or self._gate.went_back(t):
+            if self._input_shape is not None:
+                self.reset()
+                self._reason = Reason.RESTART
+            self._input_shape = (y_plane.shape[0], y_plane.shape[1])
+            geo = self._geometry = self._build_geometry(y_plane.shape[1], y_plane.shape[0])
+        s = self.settings
+        self._gate.take(t)
+
+        frame = self._normalise(shrink(y_plane, geo.width, geo.height), geo)
+        if s.blur_kernel > 1:
+            frame = cv2.GaussianBlur(frame, (s.blur_kernel, s.blur_kernel), 0)
+        if self._background is None or self._moving_age is None:
+            self._background = np.asarray(frame, dtype=np.float32)
+            self._moving_age = np.zeros_like(frame)
+            self._settle_until = t + s.settle_s
+            self._chroma = uv_variance
+            return MotionResult(0.0, (), False, True, self._reason, 0.0)
+
+        diff = cv2.absdiff(frame, cv2.convertScaleAbs(self._background))
+        changed = cv2.threshold(diff, s.threshold - 1, 255, cv2.THRESH_BINARY)[1]
+        if self.masks:
+            changed = cv2.bitwise_and(changed, geo.watched)
+        changed_fraction = cv2.countNonZero(changed) / geo.watched_px
+
+        trigger = self._global_trigger(changed, changed_fraction, uv_variance, geo)
+        if trigger is not None:
+            # Start again from this picture: blending the old scene out at the calibration rate
+            # would leave a residue that the slow calibrated rate then takes seconds to clear.
+            self._reason = trigger
+            self._settle_until = t + s.settle_s
+            self._background[:] = frame
+
+        blobs = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
+        if geo.counted is not None:
+            blobs = cv2.bitwise_and(blobs, geo.counted)
+        boxes, area = self._blobs(blobs, geo)
+
+        if (
+            self._reason is not None
+            and trigger is None
+            and t >= self._settle_until
+            and changed_fraction < s.calibrated_fraction
+            and len(boxes) <= s.calibrated_max_boxes
+        ):
+            self._reason = None
+        calibrating = self._reason is not None
+        self._learn(frame, changed, calibrating, geo)
+
+        score = 0.0 if calibrating else area / geo.counted_px
+        if calibrating:
+            boxes = ()
+        self._streak = self._streak + 1 if boxes and score > s.min_score else 0
+        return MotionResult(
+            score=score,
+            boxes=boxes,
+            motion=self._streak >= s.persistence_frames,
+            calibrating=calibrating,
+            reason=self._reason,
+            changed_fraction=changed_fraction,
+        )
+
+    def _build_geometry(self, in_width: int, in_height: int) -> _Geometry:
+        s = self.settings
+        width, height = analysis_size(in_width, in_height, s.width)
+        full = np.full((height, width), 255, dtype=np.uint8)
+        watched = cv2.bitwise_not(rasterise(self.masks, width, height)) if self.masks else full
+        counted = cv2.bitwise_and(rasterise(self.zones, width, height), watched) if self.zones else None
+        if counted is None and self.masks:
+            counted = watched
+        counted_px = cv2.countNonZero(full if counted is None else counted)
+        watched_px = cv2.countNonZero(watched)
+        if counted_px == 0 or watched_px == 0:
+            raise ValueError("the zones and masks leave no pixel to watch at this frame size; draw larger zones")
+        sample = np.asarray(watched).reshape(-1)[::HISTOGRAM_STEP] > 0 if self.masks else None
+        patches = []
+        for polygon in self.preclusive:
+            patch = cv2.bitwise_and(rasterise([polygon], width, height), watched)
+            patches.append((patch, max(cv2.countNonZero(patch), 1)))
+        return _Geometry(
+            width=width,
+            height=height,
+            watched=watched,
+            counted=counted,
+            counted_px=counted_px,
+            watched_px=watched_px,
+            sample_watched=sample,
+            patches=tuple(patches),
+            min_area_px=s.min_area * width * height,
+            ones=np.ones((height, width), dtype=np.uint8),
+        )
+
+    def _normalise(self, small: MatLike, geo: _Geometry) -> MatLike:
+        """Stretch the luma between two percentiles, averaged over recent frames.
+
+        Compensates exposure pumping, daylight fading and a dimmed picture: a figure is as
+        different from the background at dusk as at noon.
+        """
+        s = self.settings
+        if not s.contrast_stretch:
+            return small
+        sample = np.asarray(small).reshape(-1)[::HISTOGRAM_STEP]
+        values = sample[geo.sample_watched] if geo.sample_watched is not None else sample
+        cumulative = np.cumsum(np.bincount(values, minlength=256))
+        ranks = (cumulative[-1] * s.contrast_low_percentile / 100, cumulative[-1] * s.contrast_high_percentile / 100)
+        low, high = (float(level) for level in np.searchsorted(cumulative, ranks))
+        if self._stretch is None or self._reason is not None:
+            # While (re)calibrating the picture may just have changed completely: follow it at once.
+            self._stretch = (low, high)
+        else:
+            a = s.contrast_alpha
+            old_low, old_high = self._stretch
+            self._stretch = (old_low + a * (low - old_low), old_high + a * (high - old_high))
+        lo, hi = self._stretch
+        spread = max(hi - lo, float(s.contrast_min_range))
+        black = (lo + hi - spread) / 2
+        gain = 255.0 / spread
+        # out = (x - black) * gain in two cheap passes (a lookup table costs more here): a
+        # saturating subtract of the whole part, then scale and shift by the fraction. Pixels at
+        # or below the whole part come out as a constant below `gain` instead of 0.
+        whole = max(int(black), 0)
+        if whole == 0:
+            return cv2.convertScaleAbs(small, alpha=gain, beta=-black * gain)
+        if self._black is None or self._black[0] != whole:
+            self._black = (whole, np.full((geo.height, geo.width), whole, dtype=np.uint8))
+        return cv2.convertScaleAbs(cv2.subtract(small, self._black[1]), alpha=gain, beta=(whole - black) * gain)
+
+    def _global_trigger(
+        self, changed: MatLike, changed_fraction: float, uv_variance: float | None, geo: _Geometry
+    ) -> Reason | None:
+        """Why this frame is a global change (the light, the IR switch), or None."""
+        s = self.settings
+        if uv_variance is not None:
+            if self._chroma is not None:
+                ratio = (uv_variance + s.chroma_floor) / (self._chroma + s.chroma_floor)
+                if not 1 / s.chroma_jump_ratio < ratio < s.chroma_jump_ratio:
+                    self._chroma = uv_variance
+                    return Reason.CHROMA_SWITCH
+            self._chroma = (
+                uv_variance if self._chroma is None else self._chroma + s.chroma_alpha * (uv_variance - self._chroma)
+            )
+        if changed_fraction > s.global_change_fraction:
+            return Reason.GLOBAL_CHANGE
+        for patch, px in geo.patches:
+            if cv2.countNonZero(cv2.bitwise_and(changed, patch)) > s.preclusive_fraction * px:
+                return Reason.PRECLUSIVE
+        return None
+
+    def _blobs(self, blobs: MatLike, geo: _Geometry) -> tuple[tuple[Box, ...], float]:
+        """Bounding boxes (frame fractions) and total area (pixels) of the blobs big enough to count."""
+        contours, _ = cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = []
+        area = 0.0
+        for contour in contours:
+            a = cv2.contourArea(contour)
+            if a < geo.min_area_px:
+                continue
+            x, y, w, h = cv2.boundingRect(contour)
+            boxes.append(Box(x / geo.width, y / geo.height, (x + w) / geo.width, (y + h) / geo.height))
+            area += a
+        return tuple(boxes), area
+
+    def _learn(self, frame: MatLike, changed: MatLike, calibrating: bool, geo: _Geometry) -> None:
+        """Blend the frame into the background: fast while calibrating; otherwise slowly, and
+        a changing pixel only once it changed for `absorb_after_frames` frames in a row."""
+        assert self._background is not None and self._moving_age is not None
+        s = self.settings
+        if calibrating:
+            self._moving_age = np.zeros_like(self._moving_age)
+            cv2.accumulateWeighted(frame, self._background, s.background_alpha_calibrating)
+            return
+        # age: frames in a row a pixel has changed (0 when it has not), saturating at 255.
+        self._moving_age = cv2.bitwise_and(cv2.add(self._moving_age, geo.ones), changed)
+        fresh = cv2.inRange(self._moving_age, 1, s.absorb_after_frames - 1)
+        cv2.accumulateWeighted(frame, self._background, s.background_alpha, mask=cv2.bitwise_not(fresh))
+
+
+class MotionHeatmap:
+    """Where motion was during a segment, on a coarse grid, for "motion inside this region" searches.
+
+    Each cell counts the analysed frames with motion whose boxes touch it (saturating at 255).
+    """
+
+    FORMAT = 1
+    """First byte of `to_bytes()`; bump it when the layout changes."""
+
+    def __init__(self, rows: int = 16, cols: int = 16) -> None:
+        if not (1 <= rows <= 255 and 1 <= cols <= 255):
+            raise ValueError(f"a heatmap needs 1..255 rows and columns, got {rows}×{cols}")
+        self.rows = rows
+        self.cols = cols
+        self._counts = np.zeros((rows, cols), dtype=np.uint16)
+
+    def add(self, result: MotionResult) -> None:
+        """Count the cells under `result`'s boxes, if the frame had (persistent) motion."""
+        if not result.motion:
+            return
+        touched = np.zeros((self.rows, self.cols), dtype=bool)
+        for box in result.boxes:
+            touched[self._span(box.y0, box.y1, self.rows), self._span(box.x0, box.x1, self.cols)] = True
+        self._counts[touched] = np.minimum(self._counts[touched] + 1, 255)
+
+    @staticmethod
+    def _span(start: float, end: float, cells: int) -> slice:
+        first = min(int(start * cells), cells - 1)
+        last = max(int(np.ceil(end * cells)), first + 1)
+        return slice(first, min(last, cells))
+
+    @property
+    def counts(self) -> npt.NDArray[np.uint8]:
+        """Frames with motion per cell, rows from the top."""
+        return self._counts.astype(np.uint8)
+
+    def to_bytes(self) -> bytes:
+        """Compact form for the database: format, rows, cols, then the zlib-packed counts
+        (a quiet segment takes about 15 bytes, a busy one at most 256 + 13)."""
+        return bytes((self.FORMAT, self.rows, self.cols)) + zlib.compress(self.counts.tobytes(), 9)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MotionHeatmap:
+        if len(data) < 3 or data[0] != cls.FORMAT:
+            raise ValueError("not a motion heatmap of this format; the segment's heatmap must be rebuilt")
+        heatmap = cls(data[1], data[2])
+        try:
+            counts = np.frombuffer(zlib.decompress(data[3:]), dtype=np.uint8)
+        except zlib.error as exc:
+            raise ValueError(f"corrupt motion heatmap ({exc}); the segment's heatmap must be rebuilt") from None
+        if counts.size != heatmap.rows * heatmap.cols:
+            raise ValueError(f"motion heatmap holds {counts.size} cells, expected {heatmap.rows * heatmap.cols}")
+        heatmap._counts = counts.reshape(heatmap.rows, heatmap.cols).astype(np.uint16)
+        return heatmap
+
+    def intersects(self, polygon: Polygon, min_count: int = 1) -> bool:
+        """Whether any cell the polygon (frame fractions) covers saw motion in ≥ `min_count` frames."""
+        (points,) = check_polygons([polygon], "region")
+        # Rasterise finely and pool to cells, so a polygon smaller than a cell still finds its cell.
+        fine = rasterise([points], self.cols * HEATMAP_OVERSAMPLE, self.rows * HEATMAP_OVERSAMPLE)
+        covered = fine.reshape(self.rows, HEATMAP_OVERSAMPLE, self.cols, HEATMAP_OVERSAMPLE).max(axis=(1, 3)) > 0
+        return bool((self._counts[covered] >= min_count).any())
