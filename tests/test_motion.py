@@ -21,11 +21,11 @@ from appliance.cameras.motion import (
     MotionDetector,
     MotionHeatmap,
     MotionResult,
-    MotionSettings,
     RateGate,
     Reason,
     chroma_variance,
 )
+from appliance.cameras.motion_settings import MotionSettings
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodeSettings, load_or_encode
 from appliance.simulator.render import Renderer
