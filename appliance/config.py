@@ -27,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.cameras.events import ArmSchedule, EventSettings
+from appliance.cameras.motion_settings import MotionSettings, check_polygons
+from appliance.cameras.retention import RetentionMode, RetentionPolicy
 from appliance.redact import mask_url
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
@@ -151,6 +154,63 @@ class DaemonSection(_Model):
     )
 
 
+class RecordingSection(_Model):
+    segment_seconds: float = Field(
+        10.0, ge=2, le=60, description="Length of a recorded file; cut at the first keyframe after this."
+    )
+    quota_gb: float | None = Field(None, gt=0, description="Most footage to keep in all; empty: no quota.")
+    min_free_gb: float = Field(
+        2.0, ge=0, description="Free space kept on the footage disk; the oldest footage goes first to keep it."
+    )
+    retention_interval_s: float = Field(60.0, ge=5, le=3600, description="How often retention runs.")
+
+
+class EventsConfig(_Model):
+    min_motion_s: float = Field(0.4, ge=0, le=10, description="Motion must last this long before an event starts.")
+    pre_roll_s: float = Field(5.0, ge=0, le=60, description="Footage before the event's start put into its clip.")
+    post_roll_s: float = Field(10.0, ge=0, le=120, description="Footage after the last motion put into its clip.")
+    merge_gap_s: float = Field(10.0, ge=0, le=300, description="Motion back within this gap continues the event.")
+    max_event_s: float = Field(300.0, ge=30, le=3600, description="Longer activity is split into several events.")
+    armed: str = Field(
+        "always",
+        description="When events raise alerts, in the store's time: 'always', 'never' or "
+        "e.g. 'mon-fri 20:00-08:00; sat,sun 00:00-24:00'. Recording follows the retention mode.",
+    )
+
+    @field_validator("armed")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        ArmSchedule.parse(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EventsConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> EventSettings:
+        return EventSettings(
+            min_motion_s=self.min_motion_s,
+            pre_roll_s=self.pre_roll_s,
+            post_roll_s=self.post_roll_s,
+            merge_gap_s=self.merge_gap_s,
+            max_event_s=self.max_event_s,
+        )
+
+    def schedule(self) -> ArmSchedule:
+        return ArmSchedule.parse(self.armed)
+
+
+class RetentionConfig(_Model):
+    mode: RetentionMode = Field(
+        RetentionMode.CONTINUOUS,
+        description="continuous: keep everything; motion: keep footage with motion; events: only around events.",
+    )
+    continuous_days: float = Field(7.0, gt=0, le=3650, description="Days to keep footage without motion.")
+    motion_days: float = Field(14.0, gt=0, le=3650, description="Days to keep footage with motion.")
+    events_days: float = Field(30.0, gt=0, le=3650, description="Days to keep footage around events.")
+
+
 class CameraConfig(_Model):
     id: Slug = Field(description="Short identifier used in file names, URLs and MQTT topics.")
     name: str = Field(min_length=1, max_length=80, description="Name people read, e.g. 'Касса'.")
@@ -161,6 +221,34 @@ class CameraConfig(_Model):
     password: SecretStr | None = None
     password_file: Path | None = None
     password_env: str | None = None
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="Motion detection tunables.")
+    zones: list[list[tuple[float, float]]] = Field(
+        default_factory=list, description="Polygons (x, y as fractions of the frame) where motion counts."
+    )
+    masks: list[list[tuple[float, float]]] = Field(
+        default_factory=list, description="Polygons where motion is ignored (a TV screen, a street window)."
+    )
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    offline_after_s: float = Field(
+        120.0, ge=10, le=3600, description="A camera unreachable this long raises an 'offline' event."
+    )
+
+    @field_validator("zones", "masks")
+    @classmethod
+    def _polygons(cls, v: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        check_polygons(v, "polygon")
+        return v
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            mode=self.retention.mode,
+            continuous_days=self.retention.continuous_days,
+            motion_days=self.retention.motion_days,
+            events_days=self.retention.events_days,
+            pre_roll_s=self.events.pre_roll_s,
+            post_roll_s=self.events.post_roll_s,
+        )
 
     @field_validator("main_url", "sub_url")
     @classmethod
@@ -188,6 +276,7 @@ class Config(_Model):
     portal: PortalSection = PortalSection()
     logging: LoggingSection = LoggingSection()
     daemon: DaemonSection = DaemonSection()
+    recording: RecordingSection = RecordingSection()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

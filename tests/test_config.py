@@ -162,3 +162,28 @@ def test_daemon_refuses_to_start_on_a_bad_file(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     assert run_cli("no-such-command").returncode == 2
     assert run_cli("--version").stdout.startswith("appliance ")
+
+
+@pytest.mark.parametrize(
+    ("camera", "expected"),
+    [
+        ({"events": {"armed": "mnday 10:00-12:00"}}, "cameras[0].events.armed: arming window 'mnday 10:00-12:00'"),
+        ({"zones": [[[0, 0], [2, 0], [1, 1]]]}, "cameras[0].zones: polygon[0] has a point outside 0..1"),
+        ({"masks": [[[0, 0], [1, 0]]]}, "cameras[0].masks: polygon[0] has 2 points"),
+        ({"motion": {"sensitivity": "max"}}, "cameras[0].motion.sensitivity: Input should be 'low', 'medium'"),
+        ({"retention": {"mode": "all"}}, "cameras[0].retention.mode: Input should be 'continuous', 'motion'"),
+        ({"events": {"max_event_s": 30, "merge_gap_s": 60}}, "cameras[0].events: max_event_s (30.0) must be longer"),
+    ],
+)
+def test_camera_detection_settings_are_checked(camera: dict[str, object], expected: str) -> None:
+    found = problems({"cameras": [{**CAM, **camera}]})
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_camera_settings_become_policies() -> None:
+    cfg = parse_config(
+        {"cameras": [{**CAM, "retention": {"mode": "events", "events_days": 60}, "events": {"pre_roll_s": 3}}]}
+    )
+    policy = cfg.cameras[0].retention_policy()
+    assert (policy.mode.value, policy.events_days, policy.pre_roll_s) == ("events", 60, 3)
+    assert cfg.cameras[0].events.schedule().is_always
