@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-Box = tuple[int, int, int, int]
-"""A motion box as the detector reports it (x, y, width, height in analysed-frame pixels)."""
+Box = tuple[float, float, float, float]
+"""A motion box as (x0, y0, x1, y1) in frame fractions, so it can be drawn on any resolution."""
 
 CLOCK_STEP_TOLERANCE_S = 2.0
 """A frame stamped at most this much earlier than the previous one is dropped as reordered or
