@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from appliance import __version__
 from appliance.alerts.inbox import DemoInbox
-from appliance.cameras.ingest import run_camera
+from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.ingest import run_stream
 from appliance.cameras.status import CameraStatus, StatusBoard
 from appliance.config import Config
 from appliance.console.app import create_console_app
@@ -149,7 +150,7 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
     for cam in cfg.cameras:
         board.register(cam.id, cam.name, enabled=cam.enabled)
         if cam.enabled:
-            supervisor.add(f"camera:{cam.id}", partial(run_camera, cam, board))
+            supervisor.add(f"camera:{cam.id}", partial(run_stream, cam, cam.main_url, StreamFanout(cam.id), board))
     users = UserStore(make_sessionmaker(engine))
     listeners = _listeners(cfg, users, board, supervisor, extras)
     for name, (component, _) in listeners.items():

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import av.error
 import pytest
 
-from appliance.cameras.ingest import ReconnectPolicy, StreamEnded, classify_error, run_camera, stream_url
+from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.ingest import ReconnectPolicy, StreamEnded, classify_error, run_stream, stream_url
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.config import CameraConfig
 from tests.gst_peer import gst_camera
@@ -59,7 +60,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
 
 async def _run(cam: CameraConfig, board: StatusBoard, policy: ReconnectPolicy | None = None) -> asyncio.Task[None]:
     board.register(cam.id, cam.name)
-    return asyncio.create_task(run_camera(cam, board, policy))
+    return asyncio.create_task(run_stream(cam, cam.main_url, StreamFanout(cam.id), board, policy))
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

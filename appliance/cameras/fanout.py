@@ -256,6 +256,10 @@ class StreamFanout:
         self._last_duration: int | None = None
         self._held: tuple[VideoPacket, datetime] | None = None
         self.published = 0
+        self.bytes_published = 0
+        self.last_media_s: float | None = None
+        """Media time of the newest packet: with `published` and `bytes_published`, the stream's
+        fps and bitrate in its own time (arrival times burst at connect)."""
         self.unplaced = 0
         """Packets dropped for everyone because they had no timestamp to place them by."""
 
@@ -327,6 +331,8 @@ class StreamFanout:
             capture_utc=self._capture.capture_time(pts, arrival),
         )
         self.published += 1
+        self.bytes_published += packet.size
+        self.last_media_s = float(pts * captured.time_base)
         for sub in self._subs:
             sub._offer(captured)
         return captured

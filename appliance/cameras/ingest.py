@@ -1,36 +1,33 @@
 """Pulling a camera's RTSP stream: connect, read packets, reconnect with backoff, report status.
 
-The demuxer (PyAV/FFmpeg) blocks, so each stream gets its own thread; the event loop only sees
-status updates, handed over with `call_soon_threadsafe`. A dedicated thread rather than the
-default executor because the executor has ~6 workers on this 2-core box and a stream holds one
-for hours.
+The demuxer (PyAV/FFmpeg, `fanout.pump`) blocks, so each stream gets its own thread; the event
+loop only sees the outcome, handed over with `call_soon_threadsafe`. A dedicated thread rather
+than the default executor because the executor has ~6 workers on this 2-core box and a stream
+holds one for hours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 import av.error
 
+from appliance.cameras.fanout import StreamFanout, pump
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.config import CameraConfig
 from appliance.redact import mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
-# FFmpeg's RTSP client: TCP interleaving (UDP loses packets on busy Wi-Fi and through NAT);
-# `timeout` is the socket read timeout in microseconds, so a silent camera is noticed.
-READ_TIMEOUT_S = 5.0
-OPEN_TIMEOUT_S = 10.0
-STATS_WINDOW_S = 2.0
+STATS_PERIOD_S = 2.0
+"""How often fps and bitrate are recomputed from the fanout's counters."""
 # A rejected password will not start working by itself; retrying it every second would also
 # lock the account on many Hikvision-class cameras.
 AUTH_RETRY_S = 300.0
@@ -83,44 +80,22 @@ class StreamEnded(Exception):
     """The camera ended the stream cleanly; for a live camera this means it went away."""
 
 
-@dataclass
 class StreamStats:
-    fps: float
-    bitrate_kbps: float
-    width: int | None
-    height: int | None
-    codec: str | None
+    """fps and bitrate of a stream from its fanout's counters, over the last period."""
 
+    def __init__(self, fanout: StreamFanout) -> None:
+        self.fanout = fanout
+        self._last: tuple[int, int, float | None] = (0, 0, None)
 
-def _read_stream(url: str, stop: threading.Event, report: Callable[[StreamStats], None]) -> None:
-    """Blocking: open the stream and read it until `stop` is set or it fails (raises)."""
-    options = {"rtsp_transport": "tcp", "timeout": str(int(READ_TIMEOUT_S * 1_000_000))}
-    with av.open(url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)) as container:
-        video = container.streams.video[0]
-        ctx = video.codec_context
-        # Rates come from the stream's own timestamps, not arrival times: at connect a camera
-        # bursts its buffered GOP, which would read as double the frame rate.
-        time_base = float(video.time_base) if video.time_base else 1 / 90_000
-        frames = 0
-        size = 0
-        first_pts: int | None = None
-        window_start = time.monotonic()
-        for packet in container.demux(video):
-            if stop.is_set():
-                return
-            if packet.size == 0 or packet.pts is None:
-                continue
-            if first_pts is None:
-                first_pts = packet.pts
-            else:
-                frames += 1
-                size += packet.size
-            now = time.monotonic()
-            span = (packet.pts - first_pts) * time_base
-            if now - window_start >= STATS_WINDOW_S and span > 0:
-                report(StreamStats(frames / span, size * 8 / span / 1000, ctx.width, ctx.height, ctx.name))
-                frames, size, first_pts, window_start = 0, 0, packet.pts, now
-    raise StreamEnded
+    def sample(self) -> tuple[float, float] | None:
+        """(fps, kbit/s) in media time since the previous sample, or None before two samples."""
+        packets, size, media = self.fanout.published, self.fanout.bytes_published, self.fanout.last_media_s
+        prev_packets, prev_size, prev_media = self._last
+        self._last = (packets, size, media)
+        if media is None or prev_media is None or media <= prev_media or packets <= prev_packets:
+            return None
+        span = media - prev_media
+        return (packets - prev_packets) / span, (size - prev_size) * 8 / span / 1000
 
 
 def _settle(done: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
@@ -128,32 +103,24 @@ def _settle(done: asyncio.Future[BaseException | None], error: BaseException | N
         done.set_result(error)
 
 
-async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPolicy | None = None) -> None:
-    """One camera's ingest, forever: connect, read, and on failure wait and reconnect."""
+async def run_stream(
+    cam: CameraConfig,
+    url: str,
+    fanout: StreamFanout,
+    board: StatusBoard | None,
+    policy: ReconnectPolicy | None = None,
+) -> None:
+    """Keep one stream of a camera connected, forever, publishing its packets to `fanout`.
+
+    `board`: this stream's health is the camera's (the main stream); None for the sub stream,
+    whose failures are only logged.
+    """
     policy = policy or ReconnectPolicy()
     loop = asyncio.get_running_loop()
-    url = stream_url(cam, cam.main_url)
+    full_url = stream_url(cam, url)
+    secrets = (cam.password.get_secret_value(),) if cam.password else ()
+    stats = StreamStats(fanout)
     attempt = 0
-
-    def on_stats(stats: StreamStats) -> None:
-        loop.call_soon_threadsafe(_online, stats)
-
-    def _online(stats: StreamStats) -> None:
-        nonlocal attempt
-        attempt = 0
-        if board.get(cam.id).state is not CameraState.ONLINE:
-            log.info("camera online", extra={"camera": cam.id, "url": mask_url(cam.main_url)})
-        board.update(
-            cam.id,
-            state=CameraState.ONLINE,
-            last_error=None,
-            fps=round(stats.fps, 1),
-            bitrate_kbps=round(stats.bitrate_kbps),
-            width=stats.width,
-            height=stats.height,
-            codec=stats.codec,
-        )
-
     while True:
         stop = threading.Event()
         done: asyncio.Future[BaseException | None] = loop.create_future()
@@ -161,30 +128,56 @@ async def run_camera(cam: CameraConfig, board: StatusBoard, policy: ReconnectPol
         def worker(stop: threading.Event = stop, done: asyncio.Future[BaseException | None] = done) -> None:
             error: BaseException | None = None
             try:
-                _read_stream(url, stop, on_stats)
-            except BaseException as exc:
+                pump(full_url, fanout, stop)
+            except Exception as exc:
                 error = exc
             loop.call_soon_threadsafe(_settle, done, error)
 
-        thread = threading.Thread(target=worker, name=f"ingest-{cam.id}", daemon=True)
-        thread.start()
+        threading.Thread(target=worker, name=f"pump-{cam.id}-{fanout.stream}", daemon=True).start()
         try:
-            error = await done
+            while not done.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(done), STATS_PERIOD_S)
+                rates = stats.sample()
+                if rates is not None:
+                    attempt = 0
+                    if board is not None:
+                        _online(cam, fanout, board, *rates)
+            error = done.result()
         finally:
             # On cancellation the thread notices `stop` at its next packet or read timeout.
             stop.set()
         state, message = classify_error(error or StreamEnded())
-        message = mask_text(message, (cam.password.get_secret_value(),) if cam.password else ())
-        delay = AUTH_RETRY_S if state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND) else policy.delay(attempt)
+        message = mask_text(message, secrets)
+        refused = state in (CameraState.AUTH_FAILED, CameraState.NOT_FOUND)
+        delay = AUTH_RETRY_S if refused else policy.delay(attempt)
         attempt += 1
-        board.update(cam.id, state=state, last_error=message, fps=0.0, bitrate_kbps=0.0)
+        if board is not None:
+            board.update(cam.id, state=state, last_error=message, fps=0.0, bitrate_kbps=0.0)
         log.warning(
             "camera stream failed; retrying",
             extra={
                 "camera": cam.id,
-                "url": mask_url(cam.main_url),
+                "stream": fanout.stream,
+                "url": mask_url(url),
                 "error": message,
                 "retry_in_s": round(delay, 1),
             },
         )
         await asyncio.sleep(delay)
+
+
+def _online(cam: CameraConfig, fanout: StreamFanout, board: StatusBoard, fps: float, kbps: float) -> None:
+    if board.get(cam.id).state is not CameraState.ONLINE:
+        log.info("camera online", extra={"camera": cam.id, "url": mask_url(cam.main_url)})
+    params = fanout.params
+    board.update(
+        cam.id,
+        state=CameraState.ONLINE,
+        last_error=None,
+        fps=round(fps, 1),
+        bitrate_kbps=round(kbps),
+        width=params.width if params else None,
+        height=params.height if params else None,
+        codec=params.codec if params else None,
+    )
