@@ -28,8 +28,14 @@ async def main(url: str, footage: Path, db_url: str, camera_id: str, segment_sec
     await upgrade(engine)
     index = SegmentIndex(make_sessionmaker(engine))
     fanout = StreamFanout(camera_id)
-    recorder = Recorder(camera_id, fanout.subscribe("recorder"), LocalFootageStore(footage), index,
-                        segment_seconds=segment_seconds, min_free_bytes=0)
+    recorder = Recorder(
+        camera_id,
+        fanout.subscribe("recorder"),
+        LocalFootageStore(footage),
+        index,
+        segment_seconds=segment_seconds,
+        min_free_bytes=0,
+    )
     stop = threading.Event()
     threading.Thread(target=pump, args=(url, fanout, stop), daemon=True).start()
     task = asyncio.create_task(recorder.run())

@@ -28,8 +28,14 @@ CLIP_SIZE = (320, 240)
 
 
 def encode_clip(
-    path: Path, seconds: float, codec: str = "libx264", *, fps: int = CLIP_FPS, gop: int = CLIP_GOP,
-    bframes: bool = False, size: tuple[int, int] = CLIP_SIZE,
+    path: Path,
+    seconds: float,
+    codec: str = "libx264",
+    *,
+    fps: int = CLIP_FPS,
+    gop: int = CLIP_GOP,
+    bframes: bool = False,
+    size: tuple[int, int] = CLIP_SIZE,
 ) -> Path:
     """A clip of a bar sweeping over noise (every frame differs), encoded with PyAV."""
     width, height = size
@@ -46,8 +52,11 @@ def encode_clip(
             }
         elif codec == "libx264":
             stream.codec_context.options = {
-                "preset": "veryfast" if bframes else "ultrafast", "g": str(gop), "keyint_min": str(gop),
-                "sc_threshold": "0", "bf": "2" if bframes else "0",
+                "preset": "veryfast" if bframes else "ultrafast",
+                "g": str(gop),
+                "keyint_min": str(gop),
+                "sc_threshold": "0",
+                "bf": "2" if bframes else "0",
             }
         for i in range(round(seconds * fps)):
             picture = background.copy()
@@ -68,7 +77,11 @@ class Fed:
 
 
 def feed_clip(
-    fanout: StreamFanout, clip: Path, start: datetime, *, end_session: bool = True,
+    fanout: StreamFanout,
+    clip: Path,
+    start: datetime,
+    *,
+    end_session: bool = True,
     pts_jump: tuple[int, float] | None = None,
 ) -> Fed:
     """Publish a clip's packets as a camera would (arrival = start + media time), as fast as possible.
@@ -106,7 +119,10 @@ def ffprobe(path: Path, *args: str) -> tuple[dict[str, object], str]:
         pytest.skip("ffprobe is not installed (apt-get install ffmpeg)")
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     return json.loads(done.stdout or "{}"), done.stderr.strip()
 
@@ -170,8 +186,11 @@ def hevc_parameter_set(unit: bytes) -> bool:
 
 
 def assert_same_units(
-    source: list[bytes], recorded: list[bytes], ignore: Callable[[bytes], bool] = lambda unit: False,
-    *, source_annex_b: bool = True,
+    source: list[bytes],
+    recorded: list[bytes],
+    ignore: Callable[[bytes], bool] = lambda unit: False,
+    *,
+    source_annex_b: bool = True,
 ) -> None:
     """The recorded access units (from an MP4) appear, unchanged and in order, in the source (from
     RTSP, or an MP4 if `source_annex_b` is False)."""

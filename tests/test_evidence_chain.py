@@ -11,9 +11,15 @@ import pytest
 from appliance.evidence.chain import GENESIS_PREV_HASH, ChainRecord, signature_message
 
 SEGMENT = ChainRecord(
-    camera_id="entrance", seq=1, kind="segment", object_key="entrance/2026-11-27/11/20261127T110000Z.mp4",
-    sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", size=1048576,
-    recorded_at=datetime(2026, 11, 27, 11, 0, 0, 250000, tzinfo=UTC), reason=None, prev_hash=GENESIS_PREV_HASH,
+    camera_id="entrance",
+    seq=1,
+    kind="segment",
+    object_key="entrance/2026-11-27/11/20261127T110000Z.mp4",
+    sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    size=1048576,
+    recorded_at=datetime(2026, 11, 27, 11, 0, 0, 250000, tzinfo=UTC),
+    reason=None,
+    prev_hash=GENESIS_PREV_HASH,
 )
 SEGMENT_CANONICAL = (
     '{"camera_id":"entrance","format":"appliance-chain-v1","kind":"segment",'
@@ -26,9 +32,15 @@ SEGMENT_CANONICAL = (
 SEGMENT_HASH = "5869f3d2b6ad81c15eb69a1a75908aa82915c4f18cc50cf23c3f6dab412b40b5"
 
 DELETION = ChainRecord(
-    camera_id="kassa-2", seq=2, kind="deletion", object_key="kassa-2/архив «ночь».mp4",
-    sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", size=0,
-    recorded_at=datetime(2026, 12, 27, 23, 59, 59, tzinfo=UTC), reason="retention:age", prev_hash=SEGMENT_HASH,
+    camera_id="kassa-2",
+    seq=2,
+    kind="deletion",
+    object_key="kassa-2/архив «ночь».mp4",
+    sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    size=0,
+    recorded_at=datetime(2026, 12, 27, 23, 59, 59, tzinfo=UTC),
+    reason="retention:age",
+    prev_hash=SEGMENT_HASH,
 )
 DELETION_CANONICAL = (
     '{"camera_id":"kassa-2","format":"appliance-chain-v1","kind":"deletion",'

@@ -38,7 +38,11 @@ def data_dir(config: Path) -> Path:
 def verify(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appliance", "footage", "verify", "--config", str(config), *args],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
         check=False,
     )
 
@@ -87,8 +91,10 @@ def test_intact_then_tampered_footage(config: Path) -> None:
     tampered = verify(config)
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert "entrance: TAMPERING FOUND" in tampered.stdout
-    assert (f"first bad link: seq 2, {rows[1].object_key} (recorded 2026-11-27 14:00:10 MSK): "
-            "content changed (sha256 differs)") in tampered.stdout
+    assert (
+        f"first bad link: seq 2, {rows[1].object_key} (recorded 2026-11-27 14:00:10 MSK): "
+        "content changed (sha256 differs)"
+    ) in tampered.stdout
     assert "keep the drive as it is" in tampered.stdout
 
     # A time range that leaves the changed segment out is intact; one that holds it is not.

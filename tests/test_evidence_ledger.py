@@ -64,8 +64,9 @@ def ledger(db_engine: AsyncEngine, key: Ed25519PrivateKey) -> EvidenceLedger:
     return EvidenceLedger(make_sessionmaker(db_engine), key)
 
 
-async def recorded(ledger: EvidenceLedger, store: LocalFootageStore, count: int = 5,
-                   camera: str = "entrance") -> list[EvidenceRecord]:
+async def recorded(
+    ledger: EvidenceLedger, store: LocalFootageStore, count: int = 5, camera: str = "entrance"
+) -> list[EvidenceRecord]:
     rows = [await record(ledger, store, camera, n) for n in range(count)]
     await ledger.sign_heads(T0 + timedelta(minutes=5))
     return rows
@@ -97,9 +98,17 @@ async def test_untouched_footage_verifies(ledger: EvidenceLedger, store: LocalFo
     prev = GENESIS_PREV_HASH
     for seq, row in enumerate(rows, start=1):
         assert (row.seq, row.prev_hash) == (seq, prev)
-        prev = ChainRecord(camera_id=row.camera_id, seq=row.seq, kind="segment", object_key=row.object_key,
-                           sha256=row.sha256, size=row.size, recorded_at=row.recorded_at, reason=None,
-                           prev_hash=prev).record_hash()
+        prev = ChainRecord(
+            camera_id=row.camera_id,
+            seq=row.seq,
+            kind="segment",
+            object_key=row.object_key,
+            sha256=row.sha256,
+            size=row.size,
+            recorded_at=row.recorded_at,
+            reason=None,
+            prev_hash=prev,
+        ).record_hash()
         assert row.record_hash == prev
 
 
@@ -110,8 +119,9 @@ async def test_signatures_are_ed25519_over_the_documented_message(
     async with make_sessionmaker(db_engine)() as session:
         (sig,) = (await session.scalars(select(EvidenceSignature))).all()
     assert (sig.seq, sig.head_hash, sig.key_fingerprint) == (2, rows[-1].record_hash, ledger.fingerprint)
-    key.public_key().verify(bytes.fromhex(sig.signature),
-                            signature_message("entrance", 2, rows[-1].record_hash, sig.signed_at))
+    key.public_key().verify(
+        bytes.fromhex(sig.signature), signature_message("entrance", 2, rows[-1].record_hash, sig.signed_at)
+    )
 
 
 async def test_only_changed_heads_are_signed(ledger: EvidenceLedger, store: LocalFootageStore) -> None:
@@ -133,11 +143,14 @@ async def test_unsigned_tail_is_a_warning_not_a_failure(ledger: EvidenceLedger, 
 
 
 async def test_concurrent_appends_keep_seq_contiguous(ledger: EvidenceLedger, store: LocalFootageStore) -> None:
-    files = [await asyncio.to_thread(write_segment, store, cam, T0 + timedelta(seconds=n), b"x%d" % n)
-             for n in range(20) for cam in ("entrance", "kassa")]
-    rows = await asyncio.gather(*(
-        ledger.append(key.split("/")[0], "segment", key, sha, size, T0) for key, sha, size in files
-    ))
+    files = [
+        await asyncio.to_thread(write_segment, store, cam, T0 + timedelta(seconds=n), b"x%d" % n)
+        for n in range(20)
+        for cam in ("entrance", "kassa")
+    ]
+    rows = await asyncio.gather(
+        *(ledger.append(key.split("/")[0], "segment", key, sha, size, T0) for key, sha, size in files)
+    )
     for cam in ("entrance", "kassa"):
         assert sorted(r.seq for r in rows if r.camera_id == cam) == list(range(1, 21))
     await ledger.sign_heads(T0)
@@ -196,20 +209,25 @@ async def test_deletion_of_an_unknown_object_is_refused(ledger: EvidenceLedger, 
         await ledger.record_deletion("entrance", "entrance/2026-11-27/11/20261127T120000Z.mp4", "retention:age", T0)
 
 
-async def test_record_edited_in_the_database(ledger: EvidenceLedger, store: LocalFootageStore,
-                                             db_engine: AsyncEngine) -> None:
+async def test_record_edited_in_the_database(
+    ledger: EvidenceLedger, store: LocalFootageStore, db_engine: AsyncEngine
+) -> None:
     rows = await recorded(ledger, store)
     # Someone swaps a file and edits its recorded hash to match, without the key.
     replacement = b"staged footage"
     (store.root / rows[3].object_key).write_bytes(replacement)
     async with db_engine.begin() as conn:
-        await conn.execute(update(EvidenceRecord).where(EvidenceRecord.seq == 4).values(
-            sha256=hashlib.sha256(replacement).hexdigest(), size=len(replacement)))
+        await conn.execute(
+            update(EvidenceRecord)
+            .where(EvidenceRecord.seq == 4)
+            .values(sha256=hashlib.sha256(replacement).hexdigest(), size=len(replacement))
+        )
     assert only_problem(await ledger.verify(store)) == (4, RECORD_ALTERED)
 
 
-async def test_row_deleted_from_the_middle(ledger: EvidenceLedger, store: LocalFootageStore,
-                                           db_engine: AsyncEngine) -> None:
+async def test_row_deleted_from_the_middle(
+    ledger: EvidenceLedger, store: LocalFootageStore, db_engine: AsyncEngine
+) -> None:
     rows = await recorded(ledger, store)
     async with db_engine.begin() as conn:
         await conn.execute(delete(EvidenceRecord).where(EvidenceRecord.seq == 3))
@@ -228,20 +246,33 @@ async def test_chain_rewritten_with_recomputed_hashes_breaks_the_signature(
     prev = rows[0].record_hash
     async with db_engine.begin() as conn:
         for row in rows[1:]:
-            sha, size = (hashlib.sha256(replacement).hexdigest(), len(replacement)) if row.seq == 2 else (
-                row.sha256, row.size)
-            new_hash = ChainRecord(camera_id=row.camera_id, seq=row.seq, kind="segment", object_key=row.object_key,
-                                   sha256=sha, size=size, recorded_at=row.recorded_at, reason=None,
-                                   prev_hash=prev).record_hash()
-            await conn.execute(update(EvidenceRecord).where(EvidenceRecord.seq == row.seq).values(
-                sha256=sha, size=size, prev_hash=prev, record_hash=new_hash))
+            sha, size = (
+                (hashlib.sha256(replacement).hexdigest(), len(replacement)) if row.seq == 2 else (row.sha256, row.size)
+            )
+            new_hash = ChainRecord(
+                camera_id=row.camera_id,
+                seq=row.seq,
+                kind="segment",
+                object_key=row.object_key,
+                sha256=sha,
+                size=size,
+                recorded_at=row.recorded_at,
+                reason=None,
+                prev_hash=prev,
+            ).record_hash()
+            await conn.execute(
+                update(EvidenceRecord)
+                .where(EvidenceRecord.seq == row.seq)
+                .values(sha256=sha, size=size, prev_hash=prev, record_hash=new_hash)
+            )
             prev = new_hash
     seq, what = only_problem(await ledger.verify(store))
     assert seq == 5 and what.startswith("chain rewritten: record 5 no longer matches its signed head")
 
 
-async def test_signature_forged_with_another_key(ledger: EvidenceLedger, store: LocalFootageStore,
-                                                 db_engine: AsyncEngine) -> None:
+async def test_signature_forged_with_another_key(
+    ledger: EvidenceLedger, store: LocalFootageStore, db_engine: AsyncEngine
+) -> None:
     rows = await recorded(ledger, store)
     other = Ed25519PrivateKey.generate()
     async with db_engine.begin() as conn:
@@ -262,8 +293,9 @@ async def test_signatures_by_another_appliance_key_are_invalid(
     assert seq == 1 and what.startswith(f"{SIGNATURE_INVALID} (made with another key")
 
 
-async def test_truncated_chain_is_named(ledger: EvidenceLedger, store: LocalFootageStore,
-                                        db_engine: AsyncEngine) -> None:
+async def test_truncated_chain_is_named(
+    ledger: EvidenceLedger, store: LocalFootageStore, db_engine: AsyncEngine
+) -> None:
     rows = await recorded(ledger, store)
     async with db_engine.begin() as conn:
         await conn.execute(delete(EvidenceRecord).where(EvidenceRecord.seq >= 4))

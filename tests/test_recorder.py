@@ -66,8 +66,14 @@ class Rig:
         self.index = SegmentIndex(make_sessionmaker(engine))
         self.fanout = StreamFanout("cam1")
         self.finalised: list[SegmentInfo] = []
-        self.recorder = Recorder("cam1", self.fanout.subscribe("recorder", 2000), self.store, self.index,
-                                 on_segment_finalised=self._hook, **options)  # type: ignore[arg-type]
+        self.recorder = Recorder(
+            "cam1",
+            self.fanout.subscribe("recorder", 2000),
+            self.store,
+            self.index,
+            on_segment_finalised=self._hook,
+            **options,
+        )  # type: ignore[arg-type]
         self.task = asyncio.create_task(self.recorder.run())
 
     async def _hook(self, info: SegmentInfo) -> None:

@@ -81,8 +81,9 @@ class Live:
         self.fanout = StreamFanout("cam1")
         self.tap = self.fanout.subscribe("tap", 10_000)
         self.finalised: list[SegmentInfo] = []
-        self.recorder = Recorder("cam1", self.fanout.subscribe("recorder"), store, index,
-                                 on_segment_finalised=self._hook, **options)  # type: ignore[arg-type]
+        self.recorder = Recorder(
+            "cam1", self.fanout.subscribe("recorder"), store, index, on_segment_finalised=self._hook, **options
+        )  # type: ignore[arg-type]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, args=(url,), daemon=True)
         self._thread.start()
@@ -167,8 +168,12 @@ def gst_file_camera(clip: Path, codec: str) -> Iterator[str]:
     import subprocess
 
     port = free_port()
-    proc = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tests" / "peers" / "gst_file_camera.py"), str(port),
-                             str(clip), codec], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, str(ROOT / "tests" / "peers" / "gst_file_camera.py"), str(port), str(clip), codec],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready")
         yield f"rtsp://127.0.0.1:{port}/file"
@@ -185,8 +190,11 @@ async def test_h265_is_recorded_by_copy_and_tagged_hvc1(tmp_path: Path, h265_cli
         async with sqlite_index(tmp_path / "appliance.db") as (_engine, index):
             live = Live(url, store, index, segment_seconds=2.0)
             # The clip plays once: the camera ends the stream, which ends the last segment.
-            await wait_for(lambda: live.recorder.status.segments >= 3 and live.recorder.status.current_key is None,
-                           20, "three H.265 segments")
+            await wait_for(
+                lambda: live.recorder.status.segments >= 3 and live.recorder.status.current_key is None,
+                20,
+                "three H.265 segments",
+            )
             await live.stop()
             rows = await index.list_range("cam1", *EVERYTHING)
             await _check_index_matches_files(store, index)
@@ -205,9 +213,17 @@ async def test_h265_is_recorded_by_copy_and_tagged_hvc1(tmp_path: Path, h265_cli
 async def test_kill_9_loses_at_most_the_last_fragment(tmp_path: Path, camera: SimulatorServer) -> None:
     footage, db_file = tmp_path / "footage", tmp_path / "appliance.db"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.record_camera", camera.url("cam1"), str(footage),
-        f"sqlite+aiosqlite:///{db_file}", "cam1", "3",
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        sys.executable,
+        "-m",
+        "tests.record_camera",
+        camera.url("cam1"),
+        str(footage),
+        f"sqlite+aiosqlite:///{db_file}",
+        "cam1",
+        "3",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert proc.stdout is not None

@@ -92,6 +92,7 @@ def test_publishing_never_blocks_and_session_ends_are_never_dropped(fanout: Stre
 def test_unsubscribed_consumers_wake_up_and_get_nothing(fanout: StreamFanout) -> None:
     sub = fanout.subscribe("viewer")
     woke = threading.Event()
+
     def consume() -> None:
         sub.get(timeout=30)
         woke.set()

@@ -31,8 +31,9 @@ async def _record(root: Path, clip: Path, db_file: Path) -> None:
     await upgrade(engine)
     index = SegmentIndex(make_sessionmaker(engine))
     fanout = StreamFanout("cam1")
-    recorder = Recorder("cam1", fanout.subscribe("recorder", 1000), LocalFootageStore(root), index,
-                        segment_seconds=SEGMENT_S)
+    recorder = Recorder(
+        "cam1", fanout.subscribe("recorder", 1000), LocalFootageStore(root), index, segment_seconds=SEGMENT_S
+    )
     task = asyncio.create_task(recorder.run())
     await asyncio.to_thread(feed_clip, fanout, clip, T0)
     await wait_for(lambda: recorder.status.segments == 3, 20, "three segments")

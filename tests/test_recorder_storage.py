@@ -27,8 +27,9 @@ T0 = datetime(2026, 3, 1, 0, 30, 5, 250000, tzinfo=MOSCOW)  # 2026-02-28 21:30:0
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A small RAM file system, to fill up for real (needs root)."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill (root needed): {done.stderr.strip()}")
     try:
@@ -49,8 +50,14 @@ def test_keys_follow_the_utc_layout(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["../etc/passwd", "/abs/2026-02-28/21/20260228T213005Z.mp4", "cam/../../x.mp4", "Cam/2026-02-28/21/x.mp4",
-            "cam/2026-02-28/21/20260228T213005Z.mp4.part"],
+    "key",
+    [
+        "../etc/passwd",
+        "/abs/2026-02-28/21/20260228T213005Z.mp4",
+        "cam/../../x.mp4",
+        "Cam/2026-02-28/21/x.mp4",
+        "cam/2026-02-28/21/20260228T213005Z.mp4.part",
+    ],
 )
 def test_keys_outside_the_layout_are_refused(tmp_path: Path, key: str) -> None:
     store = LocalFootageStore(tmp_path)
@@ -140,8 +147,18 @@ def _new(key: str, start: datetime, camera: str = "cam1") -> NewSegment:
 
 
 def _info(new: NewSegment, seconds: float = 10.0, sha: str = "a" * 64) -> SegmentInfo:
-    return SegmentInfo(new.camera_id, new.key, new.start_utc, new.start_utc + timedelta(seconds=seconds), seconds,
-                       1234, sha, new.codec, new.width, new.height)
+    return SegmentInfo(
+        new.camera_id,
+        new.key,
+        new.start_utc,
+        new.start_utc + timedelta(seconds=seconds),
+        seconds,
+        1234,
+        sha,
+        new.codec,
+        new.width,
+        new.height,
+    )
 
 
 async def test_index_lifecycle(db_engine: AsyncEngine) -> None:

@@ -104,9 +104,16 @@ class ChainRecord:
 
     def canonical(self) -> bytes:
         members = {
-            "format": FORMAT, "camera_id": self.camera_id, "seq": self.seq, "kind": self.kind,
-            "object_key": self.object_key, "sha256": self.sha256, "size": self.size,
-            "recorded_at": utc_iso(self.recorded_at), "reason": self.reason, "prev_hash": self.prev_hash,
+            "format": FORMAT,
+            "camera_id": self.camera_id,
+            "seq": self.seq,
+            "kind": self.kind,
+            "object_key": self.object_key,
+            "sha256": self.sha256,
+            "size": self.size,
+            "recorded_at": utc_iso(self.recorded_at),
+            "reason": self.reason,
+            "prev_hash": self.prev_hash,
         }
         return json.dumps(members, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

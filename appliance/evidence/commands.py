@@ -125,7 +125,8 @@ def _camera_lines(camera: CameraReport, zone: ZoneInfo) -> list[str]:
     )
     signed = (
         f"signed up to seq {camera.signed_seq} at {_local(camera.signed_at, zone)}"
-        if camera.signed_seq is not None and camera.signed_at is not None else "no valid signature yet"
+        if camera.signed_seq is not None and camera.signed_at is not None
+        else "no valid signature yet"
     )
     if camera.first_problem is None:
         lines = [f"{camera.camera_id}: OK ({counts}; {signed})"]
@@ -198,9 +199,7 @@ async def _verify(
             bar.close()
 
 
-async def _run(
-    cfg: Config, camera: str | None, start: datetime | None, end: datetime | None
-) -> VerifyReport:
+async def _run(cfg: Config, camera: str | None, start: datetime | None, end: datetime | None) -> VerifyReport:
     engine = engine_from_config(cfg)
     try:
         return await _verify(cfg, engine, camera, start, end)

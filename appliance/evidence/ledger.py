@@ -109,13 +109,26 @@ class EvidenceLedger:
                         )
                     ).first()
                     record = ChainRecord(
-                        camera_id=camera_id, seq=head.seq + 1 if head else 1, kind=kind, object_key=object_key,
-                        sha256=sha256, size=size, recorded_at=recorded_at, reason=reason,
+                        camera_id=camera_id,
+                        seq=head.seq + 1 if head else 1,
+                        kind=kind,
+                        object_key=object_key,
+                        sha256=sha256,
+                        size=size,
+                        recorded_at=recorded_at,
+                        reason=reason,
                         prev_hash=head.record_hash if head else GENESIS_PREV_HASH,
                     )
                     row = EvidenceRecord(
-                        camera_id=camera_id, seq=record.seq, kind=kind, object_key=object_key, sha256=sha256,
-                        size=size, recorded_at=recorded_at, reason=reason, prev_hash=record.prev_hash,
+                        camera_id=camera_id,
+                        seq=record.seq,
+                        kind=kind,
+                        object_key=object_key,
+                        sha256=sha256,
+                        size=size,
+                        recorded_at=recorded_at,
+                        reason=reason,
+                        prev_hash=record.prev_hash,
                         record_hash=record.record_hash(),
                     )
                     session.add(row)
@@ -167,8 +180,10 @@ class EvidenceLedger:
                 heads = (
                     await session.execute(
                         select(EvidenceRecord.camera_id, EvidenceRecord.seq, EvidenceRecord.record_hash)
-                        .join(latest, and_(EvidenceRecord.camera_id == latest.c.camera_id,
-                                           EvidenceRecord.seq == latest.c.seq))
+                        .join(
+                            latest,
+                            and_(EvidenceRecord.camera_id == latest.c.camera_id, EvidenceRecord.seq == latest.c.seq),
+                        )
                         .outerjoin(signed, EvidenceRecord.camera_id == signed.c.camera_id)
                         .where((signed.c.seq.is_(None)) | (signed.c.seq < EvidenceRecord.seq))
                         .order_by(EvidenceRecord.camera_id)
@@ -176,10 +191,16 @@ class EvidenceLedger:
                 ).all()
                 for camera_id, seq, head_hash in heads:
                     message = signature_message(camera_id, seq, head_hash, now)
-                    session.add(EvidenceSignature(
-                        camera_id=camera_id, seq=seq, head_hash=head_hash, signature=self._key.sign(message).hex(),
-                        key_fingerprint=self.fingerprint, signed_at=now,
-                    ))
+                    session.add(
+                        EvidenceSignature(
+                            camera_id=camera_id,
+                            seq=seq,
+                            head_hash=head_hash,
+                            signature=self._key.sign(message).hex(),
+                            key_fingerprint=self.fingerprint,
+                            signed_at=now,
+                        )
+                    )
         return [(camera_id, seq) for camera_id, seq, _ in heads]
 
     async def run_signer(self, interval_s: float = SIGN_INTERVAL_S) -> None:
@@ -224,9 +245,10 @@ class EvidenceLedger:
 
     async def _walk(self, camera_id: str, start: datetime | None, end: datetime | None) -> ChainWalker:
         async with self._sessions() as session:
-            head = await session.scalar(
-                select(func.max(EvidenceRecord.seq)).where(EvidenceRecord.camera_id == camera_id)
-            ) or 0
+            head = (
+                await session.scalar(select(func.max(EvidenceRecord.seq)).where(EvidenceRecord.camera_id == camera_id))
+                or 0
+            )
             lo, hi = 1, head
             if start is not None or end is not None:
                 in_time = [EvidenceRecord.camera_id == camera_id]
@@ -235,24 +257,26 @@ class EvidenceLedger:
                 if end is not None:
                     in_time.append(EvidenceRecord.recorded_at <= end)
                 bounds = (
-                    await session.execute(select(func.min(EvidenceRecord.seq), func.max(EvidenceRecord.seq))
-                                          .where(*in_time))
+                    await session.execute(
+                        select(func.min(EvidenceRecord.seq), func.max(EvidenceRecord.seq)).where(*in_time)
+                    )
                 ).one()
                 if bounds[0] is None:
                     return self._walker(camera_id)
                 lo, hi = bounds
             # Read on to the first signature at or after the range: it vouches for the records in it.
             anchor = await session.scalar(
-                select(func.min(EvidenceSignature.seq))
-                .where(EvidenceSignature.camera_id == camera_id, EvidenceSignature.seq >= hi,
-                       EvidenceSignature.seq <= head)
+                select(func.min(EvidenceSignature.seq)).where(
+                    EvidenceSignature.camera_id == camera_id, EvidenceSignature.seq >= hi, EvidenceSignature.seq <= head
+                )
             )
             walk_end = anchor if anchor is not None else head
             prev_hash: str | None = GENESIS_PREV_HASH
             if lo > 1:
                 prev_hash = await session.scalar(
-                    select(EvidenceRecord.record_hash)
-                    .where(EvidenceRecord.camera_id == camera_id, EvidenceRecord.seq == lo - 1)
+                    select(EvidenceRecord.record_hash).where(
+                        EvidenceRecord.camera_id == camera_id, EvidenceRecord.seq == lo - 1
+                    )
                 )
         walker = self._walker(camera_id, first_seq=lo, prev_hash=prev_hash, range_lo=lo, range_hi=hi)
         cursor = lo
@@ -261,15 +285,19 @@ class EvidenceLedger:
             await asyncio.to_thread(walker.feed, rows, signatures)
             cursor = rows[-1].seq + 1 if rows else walk_end + 1
         async with self._sessions() as session:
-            beyond_head = list(await session.scalars(
-                select(EvidenceSignature)
-                .where(EvidenceSignature.camera_id == camera_id, EvidenceSignature.seq > head)
-            ))
+            beyond_head = list(
+                await session.scalars(
+                    select(EvidenceSignature).where(
+                        EvidenceSignature.camera_id == camera_id, EvidenceSignature.seq > head
+                    )
+                )
+            )
             # While the appliance runs, records are appended and signed during the walk. A record
             # exists before its signature does, so the head read now covers every signature read above.
-            head_now = await session.scalar(
-                select(func.max(EvidenceRecord.seq)).where(EvidenceRecord.camera_id == camera_id)
-            ) or 0
+            head_now = (
+                await session.scalar(select(func.max(EvidenceRecord.seq)).where(EvidenceRecord.camera_id == camera_id))
+                or 0
+            )
             await self._forget_deleted_later(session, camera_id, walk_end, walker)
         walker.finish([s for s in beyond_head if s.seq > head_now], head)
         return walker
@@ -281,25 +309,32 @@ class EvidenceLedger:
         self, camera_id: str, cursor: int, walk_end: int
     ) -> tuple[Sequence[EvidenceRecord], Sequence[EvidenceSignature]]:
         async with self._sessions() as session:
-            rows = (await session.scalars(
-                select(EvidenceRecord)
-                .where(EvidenceRecord.camera_id == camera_id, EvidenceRecord.seq >= cursor,
-                       EvidenceRecord.seq <= walk_end)
-                .order_by(EvidenceRecord.seq)
-                .limit(VERIFY_BATCH_ROWS)
-            )).all()
+            rows = (
+                await session.scalars(
+                    select(EvidenceRecord)
+                    .where(
+                        EvidenceRecord.camera_id == camera_id,
+                        EvidenceRecord.seq >= cursor,
+                        EvidenceRecord.seq <= walk_end,
+                    )
+                    .order_by(EvidenceRecord.seq)
+                    .limit(VERIFY_BATCH_ROWS)
+                )
+            ).all()
             last = rows[-1].seq if rows else walk_end
-            signatures = (await session.scalars(
-                select(EvidenceSignature)
-                .where(EvidenceSignature.camera_id == camera_id, EvidenceSignature.seq >= cursor,
-                       EvidenceSignature.seq <= last)
-            )).all()
+            signatures = (
+                await session.scalars(
+                    select(EvidenceSignature).where(
+                        EvidenceSignature.camera_id == camera_id,
+                        EvidenceSignature.seq >= cursor,
+                        EvidenceSignature.seq <= last,
+                    )
+                )
+            ).all()
         return rows, signatures
 
     @staticmethod
-    async def _forget_deleted_later(
-        session: AsyncSession, camera_id: str, walk_end: int, walker: ChainWalker
-    ) -> None:
+    async def _forget_deleted_later(session: AsyncSession, camera_id: str, walk_end: int, walker: ChainWalker) -> None:
         """Objects of the range deleted after the part of the chain read: not expected on disk."""
         keys = list(walker.live)
         for i in range(0, len(keys), KEYS_PER_QUERY):
@@ -316,8 +351,11 @@ class EvidenceLedger:
 
 
 def _check_lengths(camera_id: str, object_key: str, reason: str | None) -> None:
-    limits = (("camera id", camera_id, CAMERA_ID_MAX_LENGTH), ("object key", object_key, FOOTAGE_KEY_MAX_LENGTH),
-              ("reason", reason or "", EVIDENCE_REASON_MAX_LENGTH))
+    limits = (
+        ("camera id", camera_id, CAMERA_ID_MAX_LENGTH),
+        ("object key", object_key, FOOTAGE_KEY_MAX_LENGTH),
+        ("reason", reason or "", EVIDENCE_REASON_MAX_LENGTH),
+    )
     for what, value, limit in limits:
         if len(value) > limit:
             raise ValueError(f"{what} {value[:40]!r}… is longer than {limit} characters")

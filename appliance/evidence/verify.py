@@ -151,8 +151,9 @@ class ChainWalker:
 
     def _problem(self, seq: int, what: str, row: EvidenceRecord | None = None) -> None:
         self.report.add(
-            Problem(self.report.camera_id, seq, row.object_key if row else None, what,
-                    row.recorded_at if row else None),
+            Problem(
+                self.report.camera_id, seq, row.object_key if row else None, what, row.recorded_at if row else None
+            ),
             in_range=row is not None and self._in_range(row.seq),
         )
 
@@ -171,8 +172,11 @@ class ChainWalker:
         expected = self.last_seq + 1
         if row.seq != expected or self._prev_hash is None:
             first_missing = expected if self._prev_hash is not None else expected - 1
-            gap = f"record {first_missing} is" if first_missing == row.seq - 1 else (
-                f"records {first_missing}–{row.seq - 1} are")
+            gap = (
+                f"record {first_missing} is"
+                if first_missing == row.seq - 1
+                else (f"records {first_missing}–{row.seq - 1} are")
+            )
             self._problem(row.seq, f"chain broken at seq {row.seq} (prev_hash): {gap} missing", row)
         elif row.prev_hash != self._prev_hash:
             self._problem(
@@ -183,8 +187,14 @@ class ChainWalker:
             )
         try:
             computed = ChainRecord(
-                camera_id=row.camera_id, seq=row.seq, kind=cast(Kind, row.kind), object_key=row.object_key,
-                sha256=row.sha256, size=row.size, recorded_at=row.recorded_at, reason=row.reason,
+                camera_id=row.camera_id,
+                seq=row.seq,
+                kind=cast(Kind, row.kind),
+                object_key=row.object_key,
+                sha256=row.sha256,
+                size=row.size,
+                recorded_at=row.recorded_at,
+                reason=row.reason,
                 prev_hash=row.prev_hash,
             ).record_hash()
         except ValueError as exc:
@@ -241,8 +251,7 @@ class ChainWalker:
         if last_signed is not None:
             self._problem(
                 chain_head + 1,
-                f"chain truncated after seq {chain_head}: records up to seq {last_signed} had been signed "
-                "and are gone",
+                f"chain truncated after seq {chain_head}: records up to seq {last_signed} had been signed and are gone",
             )
         signed = self.report.signed_seq or 0
         if self.last_seq == chain_head and chain_head > signed:

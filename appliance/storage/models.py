@@ -235,8 +235,7 @@ class Event(Base):
         CheckConstraint(_one_of("kind", EVENT_KINDS), name="kind"),
         # A clip is recorded whole or not at all: alerts and exports rely on its hash.
         CheckConstraint(
-            "clip_key IS NULL OR "
-            "(clip_sha256 IS NOT NULL AND clip_size IS NOT NULL AND clip_duration_s IS NOT NULL)",
+            "clip_key IS NULL OR (clip_sha256 IS NOT NULL AND clip_size IS NOT NULL AND clip_duration_s IS NOT NULL)",
             name="clip_is_complete",
         ),
         CheckConstraint("end_utc IS NULL OR end_utc >= start_utc", name="ends_after_start"),

@@ -34,12 +34,8 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('segment', 'clip', 'deletion')", name=op.f("ck_evidence_records_kind")),
         sa.CheckConstraint("seq >= 1", name=op.f("ck_evidence_records_seq_positive")),
     )
-    op.create_index(
-        op.f("ix_evidence_records_camera_id_recorded_at"), "evidence_records", ["camera_id", "recorded_at"]
-    )
-    op.create_index(
-        op.f("ix_evidence_records_camera_id_object_key"), "evidence_records", ["camera_id", "object_key"]
-    )
+    op.create_index(op.f("ix_evidence_records_camera_id_recorded_at"), "evidence_records", ["camera_id", "recorded_at"])
+    op.create_index(op.f("ix_evidence_records_camera_id_object_key"), "evidence_records", ["camera_id", "object_key"])
     op.create_table(
         "evidence_signatures",
         sa.Column("id", sa.Integer(), nullable=False),

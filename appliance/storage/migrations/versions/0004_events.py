@@ -44,8 +44,7 @@ def upgrade() -> None:
             name=op.f("ck_events_kind"),
         ),
         sa.CheckConstraint(
-            "clip_key IS NULL OR "
-            "(clip_sha256 IS NOT NULL AND clip_size IS NOT NULL AND clip_duration_s IS NOT NULL)",
+            "clip_key IS NULL OR (clip_sha256 IS NOT NULL AND clip_size IS NOT NULL AND clip_duration_s IS NOT NULL)",
             name=op.f("ck_events_clip_is_complete"),
         ),
         sa.CheckConstraint("end_utc IS NULL OR end_utc >= start_utc", name=op.f("ck_events_ends_after_start")),
