@@ -20,12 +20,13 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance import __version__
-from appliance.alerts.inbox import DemoInbox
-from appliance.cameras.fanout import StreamFanout
-from appliance.cameras.ingest import run_stream
+from appliance.alerts.inbox import DemoInbox, feed_inbox
+from appliance.bus import EventBus
 from appliance.cameras.status import CameraStatus, StatusBoard
+from appliance.cameras.system import build_cameras
 from appliance.config import Config
 from appliance.console.app import create_console_app
+from appliance.evidence.keys import KeyFileError
 from appliance.logs import SECRETS, setup_logging
 from appliance.portal.app import create_portal_app
 from appliance.redact import mask_url
@@ -149,9 +150,19 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
         supervisor.add(name, component)
     for cam in cfg.cameras:
         board.register(cam.id, cam.name, enabled=cam.enabled)
-        if cam.enabled:
-            supervisor.add(f"camera:{cam.id}", partial(run_stream, cam, cam.main_url, StreamFanout(cam.id), board))
-    users = UserStore(make_sessionmaker(engine))
+    sessions = make_sessionmaker(engine)
+    bus = EventBus()
+    try:
+        cameras = await build_cameras(cfg, sessions, board, bus)
+    except (KeyFileError, OSError, SQLAlchemyError) as exc:
+        log.error("cannot start the cameras", extra={"error": str(exc)})
+        await engine.dispose()
+        return 1
+    for name, component in cameras.components:
+        supervisor.add(name, component)
+    if extras.inbox is not None:
+        supervisor.add("demo-inbox", partial(feed_inbox, bus, extras.inbox, cfg))
+    users = UserStore(sessions)
     listeners = _listeners(cfg, users, board, supervisor, extras)
     for name, (component, _) in listeners.items():
         supervisor.add(name, component)
@@ -184,6 +195,7 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
             log.error("components did not stop in time; exiting anyway", extra={"components": stuck})
             logging.shutdown()
             os._exit(1)
+        await cameras.finish()
         await engine.dispose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -5,7 +5,7 @@
 set -u
 
 PACKAGES=(
-  postgresql mosquitto ffmpeg systemd
+  postgresql mosquitto ffmpeg systemd chromium nftables
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 )

@@ -201,6 +201,8 @@ class MotionDetector:
         """Forget the background (after a stream restart); the next frame starts a calibration."""
         self._background: npt.NDArray[np.float32] | None = None
         self._moving_age: MatLike | None = None
+        self._still_age: MatLike | None = None
+        self._previous: MatLike | None = None
         self._stretch: tuple[float, float] | None = None
         self._black: tuple[int, MatLike] | None = None
         self._chroma: float | None = None
@@ -234,6 +236,8 @@ class MotionDetector:
         if self._background is None or self._moving_age is None:
             self._background = np.asarray(frame, dtype=np.float32)
             self._moving_age = np.zeros_like(frame)
+            self._still_age = np.zeros_like(frame)
+            self._previous = frame
             self._settle_until = t + s.settle_s
             self._chroma = uv_variance
             return MotionResult(0.0, (), False, True, self._reason, 0.0)
@@ -252,9 +256,8 @@ class MotionDetector:
             self._settle_until = t + s.settle_s
             self._background[:] = frame
 
-        blobs = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
-        if geo.counted is not None:
-            blobs = cv2.bitwise_and(blobs, geo.counted)
+        grown = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
+        blobs = cv2.bitwise_and(grown, geo.counted) if geo.counted is not None else grown
         boxes, area = self._blobs(blobs, geo)
 
         if (
@@ -266,7 +269,8 @@ class MotionDetector:
         ):
             self._reason = None
         calibrating = self._reason is not None
-        self._learn(frame, changed, calibrating, geo)
+        self._learn(frame, changed, grown, changed_fraction, calibrating, geo)
+        self._previous = frame
 
         score = 0.0 if calibrating else area / geo.counted_px
         if calibrating:
@@ -381,19 +385,71 @@ class MotionDetector:
             area += a
         return tuple(boxes), area
 
-    def _learn(self, frame: MatLike, changed: MatLike, calibrating: bool, geo: _Geometry) -> None:
+    def _learn(
+        self,
+        frame: MatLike,
+        changed: MatLike,
+        grown: MatLike,
+        changed_fraction: float,
+        calibrating: bool,
+        geo: _Geometry,
+    ) -> None:
         """Blend the frame into the background: fast while calibrating; otherwise slowly, and
-        a changing pixel only once it changed for `absorb_after_frames` frames in a row."""
-        assert self._background is not None and self._moving_age is not None
+        a changing pixel only once it changed for `absorb_after_frames` frames in a row; a ghost
+        (a blob that has not moved for `ghost_after_frames`) is replaced by the picture at once."""
+        assert self._background is not None and self._moving_age is not None and self._still_age is not None
         s = self.settings
         if calibrating:
             self._moving_age = np.zeros_like(self._moving_age)
+            self._still_age = np.zeros_like(self._still_age)
             cv2.accumulateWeighted(frame, self._background, s.background_alpha_calibrating)
             return
         # age: frames in a row a pixel has changed (0 when it has not), saturating at 255.
         self._moving_age = cv2.bitwise_and(cv2.add(self._moving_age, geo.ones), changed)
         fresh = cv2.inRange(self._moving_age, 1, s.absorb_after_frames - 1)
         cv2.accumulateWeighted(frame, self._background, s.background_alpha, mask=cv2.bitwise_not(fresh))
+        if s.ghost_after_frames:
+            self._forget_ghosts(frame, grown, changed_fraction, geo)
+
+    def _forget_ghosts(self, frame: MatLike, grown: MatLike, changed_fraction: float, geo: _Geometry) -> None:
+        """Replace by the picture what stood still for `ghost_after_frames` analysed frames.
+
+        A figure, even browsing, moves its edges and limbs from frame to frame; the ghost it
+        leaves where it stood while the background was learned (at start-up, after a light
+        switch) does not, nor does an object put down (the "ghost" of Cucchiara et al.,
+        "Detecting moving objects, ghosts and shadows in video streams", 2003). Blobs big enough
+        to be boxes are judged whole, so that the even inside of a slow figure is not taken for
+        still; smaller ones, such as the pieces of a fading ghost, pixel by pixel.
+        """
+        assert self._previous is not None and self._still_age is not None and self._background is not None
+        s = self.settings
+        if changed_fraction == 0:
+            if cv2.countNonZero(self._still_age):
+                self._still_age = np.zeros_like(self._still_age)
+            return
+        moved = cv2.threshold(cv2.absdiff(frame, self._previous), s.threshold - 1, 255, cv2.THRESH_BINARY)[1]
+        # Still: pixels of small blobs that did not change since the previous frame...
+        still = cv2.bitwise_and(grown, cv2.bitwise_not(moved))
+        contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            if cv2.contourArea(contour) < geo.min_area_px:
+                continue
+            x, y, w, h = cv2.boundingRect(contour)
+            blob = np.zeros((h, w), dtype=np.uint8)
+            cv2.drawContours(blob, [contour], -1, 255, cv2.FILLED, offset=(-x, -y))
+            blob = cv2.bitwise_and(blob, grown[y : y + h, x : x + w])
+            changing = cv2.countNonZero(cv2.bitwise_and(moved[y : y + h, x : x + w], blob))
+            # ...and all of a big blob of which at most a sliver changed, or none of it.
+            whole = 255 if changing <= s.ghost_motion_fraction * cv2.countNonZero(blob) else 0
+            region = still[y : y + h, x : x + w]
+            region[blob > 0] = whole
+        # Frames in a row a pixel has been still (0 otherwise), saturating at 255.
+        self._still_age = cv2.bitwise_and(cv2.add(self._still_age, geo.ones), still)
+        ghost = cv2.inRange(self._still_age, s.ghost_after_frames, 255)
+        if cv2.countNonZero(ghost):
+            # What is there now has been there all along: it is the background. (The next frame
+            # finds no change there, which resets the pixels' ages.)
+            cv2.accumulateWeighted(frame, self._background, 1.0, mask=ghost)
 
 
 class MotionHeatmap:

@@ -119,6 +119,22 @@ class MotionSettings(BaseModel):
         description="A pixel that keeps changing is blended into the background only after this many "
         "analysed frames, so that passers-by leave no ghost while parked objects fade in.",
     )
+    ghost_after_frames: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="A blob in which almost nothing moved from frame to frame (see `ghost_motion_fraction`) "
+        "for this many analysed frames in a row is a ghost (what the background learned while someone "
+        "stood there, e.g. during calibration) or something that stopped: it becomes background at once. "
+        "0 turns ghost removal off.",
+    )
+    ghost_motion_fraction: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="A blob counts as still in a frame when at most this fraction of its pixels changed "
+        "by `threshold` since the previous analysed frame.",
+    )
     persistence_frames: int = Field(
         3,
         ge=1,

@@ -22,10 +22,12 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 # WAL lets the console read while the recorder writes; NORMAL synchronisation is durable across
 # application crashes and only risks the last transactions on power loss, which WAL keeps consistent.
 SQLITE_PRAGMAS: Final = (
+    # First: switching a new file to WAL takes a lock that another process may hold for a moment;
+    # with the timeout set it waits instead of failing with "database is locked".
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
 
 # How long to wait for a PostgreSQL server to answer before reporting it unreachable (asyncpg's

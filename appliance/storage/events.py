@@ -119,6 +119,16 @@ class EventStore:
             row.peak_boxes = boxes_json(action.peak_boxes)
         return row
 
+    async def close(self, event_id: str, end: datetime, reason: str) -> None:
+        """End an open event that has no tracker behind it (offline, tamper): at `end`, or at its
+        start if that is later. UnknownEvent if no open event has this id."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(select(Event).where(Event.id == event_id, Event.end_utc.is_(None)))
+            if row is None:
+                raise UnknownEvent(f"no open event {event_id!r} in the events table")
+            row.end_utc = max(end, row.start_utc)
+            row.end_reason = reason
+
     async def clip_ready(self, event_id: str, clip: ClipInfo) -> None:
         await self._update(
             event_id,
@@ -157,9 +167,7 @@ class EventStore:
         runs to `end` too. Returns the ids closed, oldest first, e.g. to build their clips."""
         async with self._sessions.begin() as session:
             rows = await session.scalars(
-                select(Event)
-                .where(Event.camera_id == camera_id, Event.end_utc.is_(None))
-                .order_by(Event.start_utc)
+                select(Event).where(Event.camera_id == camera_id, Event.end_utc.is_(None)).order_by(Event.start_utc)
             )
             closed = []
             for row in rows:
@@ -169,7 +177,7 @@ class EventStore:
                 closed.append(row.id)
         return closed
 
-    async def _list(self, query: Select[tuple[Event]], camera_id: str | None) -> builtins.list[Event]:
+    async def _list(self, query: Select[Event], camera_id: str | None) -> builtins.list[Event]:
         if camera_id is not None:
             query = query.where(Event.camera_id == camera_id)
         query = query.options(defer(Event.snapshot_jpeg, raiseload=True)).order_by(Event.start_utc, Event.id)

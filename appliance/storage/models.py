@@ -221,7 +221,8 @@ class EvidenceSignature(Base):
 # the actions of appliance/cameras/events.py and by the clip builder (appliance/cameras/clips.py).
 # Ids are `event_id_for(camera, start)`: deterministic, readable, unique per camera and start.
 
-EVENT_ID_MAX_LENGTH: Final = 64
+EVENT_ID_MAX_LENGTH: Final = 96
+"""Room for `event_id_for` (camera id up to 32 + 21) and a suffix the pipeline adds to health events."""
 EVENT_KINDS: Final = ("motion", "offline", "tamper_covered", "tamper_defocus", "tamper_scene_change")
 EVENT_KIND_MAX_LENGTH: Final = 24
 EVENT_REASON_MAX_LENGTH: Final = 24

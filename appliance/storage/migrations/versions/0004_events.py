@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "events",
-        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("id", sa.String(96), nullable=False),
         sa.Column("camera_id", sa.String(32), nullable=False),
         sa.Column("kind", sa.String(24), nullable=False),
         sa.Column("start_utc", sa.DateTime(timezone=True), nullable=False),

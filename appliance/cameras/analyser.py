@@ -1,0 +1,171 @@
+"""Decoding the analysed stream and running the detectors on it, in a thread of its own.
+
+Everything here blocks (H.264 decoding, OpenCV, JPEG encoding), so it never runs on the event
+loop: the thread takes packets from the analysed stream's fanout subscription, decodes every one
+(a P-frame needs the frames before it), and hands the detectors only the frames they are due at
+their own rate, as a luma plane shrunk to the analysis width. The state machines (motion
+persistence, events, tamper) are pure and cheap, so they run here too; what comes out of a
+frame — the motion verdict, event actions, a JPEG of the peak frame — goes to the event loop as
+one `Analysis` through `emit`.
+
+Frames are stamped with their wall-clock capture time from the fanout, so event times line up
+with the recorded segments of the main stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import av
+import numpy as np
+
+from appliance.cameras.events import EventAction, EventStarted, EventTracker, PeakChanged
+from appliance.cameras.fanout import CapturedPacket, SessionEnded, StreamParams, Subscription
+from appliance.cameras.motion import Luma, MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
+from appliance.cameras.snapshots import jpeg_snapshot, thumbnail
+from appliance.cameras.tamper import TamperDetector, TamperEvent
+
+log = logging.getLogger(__name__)
+
+DECODER_OPTIONS: Final = {"skip_loop_filter": "all"}
+"""The deblocking filter is ~20 % of decoding; motion analysis does not mind blockier frames
+(measured in ../shared/test-peers.md). Snapshots are taken from the same frames and stay fine
+for an alert thumbnail."""
+TICK_S: Final = 1.0
+"""How often the event tracker is told the time when no frame arrives (to end events of a
+camera that went silent)."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one analysed frame (or a tick without a frame) produced."""
+
+    t: datetime
+    result: MotionResult | None
+    actions: list[EventAction] = field(default_factory=list)
+    tamper: list[TamperEvent] = field(default_factory=list)
+    snapshot: bytes | None = None
+    """JPEG of this frame with the motion boxes drawn, when an action asks for it."""
+    thumbnail: bytes | None = None
+
+
+def _planes(frame: av.VideoFrame) -> tuple[Luma, Luma, Luma]:
+    """The Y, U and V planes of a yuv420p frame without copying or converting (line padding cut)."""
+    out = []
+    for i, plane in enumerate(frame.planes):
+        h = frame.height if i == 0 else (frame.height + 1) // 2
+        w = frame.width if i == 0 else (frame.width + 1) // 2
+        arr = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        out.append(arr)
+    return out[0], out[1], out[2]
+
+
+class Analyser:
+    """One camera's analysis thread: decode, detect, track events; results go to `emit`."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        subscription: Subscription,
+        motion: MotionDetector,
+        tamper: TamperDetector,
+        tracker: EventTracker,
+        emit: Callable[[Analysis], None],
+    ) -> None:
+        self.camera_id = camera_id
+        self.subscription = subscription
+        self.motion = motion
+        self.tamper = tamper
+        self.tracker = tracker
+        self.emit = emit
+        self.frames_decoded = 0
+        self.frames_analysed = 0
+        self.decode_errors = 0
+        self._stop = threading.Event()
+        self._decoder: av.VideoCodecContext | None = None
+        self._session: int | None = None
+        self._width = motion.settings.width
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.subscription.wake()
+
+    def run(self) -> None:
+        """The thread's body: until `stop()`."""
+        while not self._stop.is_set():
+            item = self.subscription.get(timeout=TICK_S)
+            if item is None:
+                self._tick()
+            elif isinstance(item, SessionEnded):
+                self._decoder = None
+                self._tick()
+            else:
+                self._packet(item)
+        actions = self.tracker.close(datetime.now(UTC))
+        if actions:
+            self.emit(Analysis(datetime.now(UTC), None, actions))
+
+    def _tick(self) -> None:
+        now = datetime.now(UTC)
+        actions = self.tracker.tick(now)
+        if actions:
+            self.emit(Analysis(now, None, actions))
+
+    def _open_decoder(self, params: StreamParams) -> av.VideoCodecContext:
+        ctx = av.CodecContext.create(params.codec, "r")
+        assert isinstance(ctx, av.VideoCodecContext)
+        if params.extradata:
+            ctx.extradata = params.extradata
+        ctx.options = dict(DECODER_OPTIONS)
+        ctx.thread_count = 1
+        return ctx
+
+    def _packet(self, cp: CapturedPacket) -> None:
+        if self._decoder is None or self._session != cp.session:
+            if not cp.keyframe:
+                return  # nothing decodes before the first keyframe of a connection
+            self._decoder = self._open_decoder(cp.params)
+            self._session = cp.session
+        try:
+            frames = self._decoder.decode(cp.packet)
+        except av.error.FFmpegError:
+            self.decode_errors += 1
+            return
+        for frame in frames:
+            self.frames_decoded += 1
+            self._frame(frame, cp.capture_utc)
+
+    def _frame(self, frame: av.VideoFrame, t: datetime) -> None:
+        ts = t.timestamp()
+        want_motion = self.motion.wants(ts)
+        want_tamper = self.tamper.wants(ts)
+        if not (want_motion or want_tamper):
+            return
+        if frame.format.name not in ("yuv420p", "yuvj420p"):
+            frame = frame.reformat(format="yuv420p")
+        y, u, v = _planes(frame)
+        small: Luma = np.ascontiguousarray(shrink(y, *analysis_size(frame.width, frame.height, self._width)), np.uint8)
+        tamper = self.tamper.process(small, ts) if want_tamper else []
+        result: MotionResult | None = None
+        actions: list[EventAction] = []
+        boxes: tuple[tuple[float, float, float, float], ...] = ()
+        if want_motion:
+            self.frames_analysed += 1
+            result = self.motion.process(small, chroma_variance(u, v), ts)
+            boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in result.boxes)
+            actions = self.tracker.update(t, result.motion, result.score, boxes)
+        if result is None and not tamper:
+            return
+        snapshot = thumb = None
+        if any(isinstance(a, EventStarted | PeakChanged) for a in actions) or any(e.started for e in tamper):
+            # Only for the rare frames that need a picture: the colour conversion costs more
+            # than decoding the frame.
+            bgr: Luma = np.asarray(frame.to_ndarray(format="bgr24"), np.uint8)
+            snapshot = jpeg_snapshot(bgr, boxes=result.boxes if result is not None else ())
+            thumb = thumbnail(bgr)
+        self.emit(Analysis(t, result, actions, tamper, snapshot, thumb))

@@ -1,0 +1,141 @@
+"""Motion events as the daemon makes them from a simulated camera, without the daemon: the
+simulator's encoded sub stream (640×360, 15 fps, a keyframe a second) decoded with PyAV the way
+`appliance.cameras.analyser` decodes it, into the motion detector at its own rate and on into the
+event tracker, for two passes through each scene's loop.
+
+The stream is joined at a keyframe wherever the loop happens to be, as the daemon joins a running
+camera: possibly with someone in view. Joined while the figure was in the picture, the detector
+used to learn the figure into its background during calibration and then report the ghost it left
+as motion for 20 s and more, so that the night scene's two passes became one event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import av
+import numpy as np
+import pytest
+
+from appliance.cameras.analyser import DECODER_OPTIONS, _planes
+from appliance.cameras.events import EndReason, EventEnded, EventSettings, EventTracker
+from appliance.cameras.motion import MotionDetector, analysis_size, chroma_variance, shrink
+from appliance.simulator import h264
+from appliance.simulator.encode import SUB, EncodedLoop, EncodeSettings, load_or_encode
+from appliance.simulator.scenes import SCENES
+from tests.simulator_support import cache_dir
+
+STREAM = EncodeSettings(SUB)
+"""What the simulator serves as a camera's sub stream (and the daemon analyses)."""
+EVENTS = EventSettings(min_motion_s=0.4, merge_gap_s=3.0, post_roll_s=3.0, pre_roll_s=3.0)
+ENTRY_LATENCY_S = 1.0
+"""The requirement: an event starts within 1 s of a figure entering."""
+LAST_SIGHT_S = 0.4
+"""The figure's last sliver at the frame edge may be too small to count (two analysed frames)."""
+EPOCH = datetime(2025, 3, 1, 20, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An event, in stream seconds (the stream shows scene time t at t, t + loop, ...)."""
+
+    start: float
+    end: float
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class Pass:
+    entry: float
+    leave: float
+    next_entry: float
+
+
+def _encoded(name: str, factory: pytest.TempPathFactory) -> EncodedLoop:
+    """The scene's sub stream, encoded once per test session (about 1.5 s a scene)."""
+    return load_or_encode(SCENES[name], STREAM, cache_dir(factory))
+
+
+def _seconds(t: datetime) -> float:
+    return (t - EPOCH).total_seconds()
+
+
+def stream_events(loop: EncodedLoop, join_s: float, until_s: float) -> list[Seen]:
+    """The events the analyser would make of `loop` replayed from `join_s` to `until_s`."""
+    fps = loop.settings.fps
+    first = round(join_s * fps)
+    assert loop.units[first % len(loop.units)].keyframe, f"no keyframe at {join_s} s to join at"
+    decoder = av.CodecContext.create("h264", "r")
+    assert isinstance(decoder, av.VideoCodecContext)
+    decoder.options = dict(DECODER_OPTIONS)
+    decoder.thread_count = 1
+    detector = MotionDetector()
+    tracker = EventTracker("sim", EVENTS)
+    actions = []
+    shown = first
+    for index in range(first, round(until_s * fps)):
+        unit = loop.units[index % len(loop.units)]
+        for picture in decoder.decode(av.Packet(h264.join_annexb(list(unit.nals)))):
+            t = shown / fps
+            shown += 1
+            if not detector.wants(t):
+                continue
+            y, u, v = _planes(picture)
+            size = analysis_size(picture.width, picture.height, detector.settings.width)
+            result = detector.process(np.ascontiguousarray(shrink(y, *size), np.uint8), chroma_variance(u, v), t)
+            boxes = [(b.x0, b.y0, b.x1, b.y1) for b in result.boxes]
+            actions += tracker.update(EPOCH + timedelta(seconds=t), result.motion, result.score, boxes)
+    actions += tracker.close(EPOCH + timedelta(seconds=shown / fps))
+    return [Seen(_seconds(a.start), _seconds(a.end), a.reason) for a in actions if isinstance(a, EventEnded)]
+
+
+def _until(join_s: float, duration: float) -> float:
+    """Two whole loops after the join, ending at a loop boundary (so every pass is complete)."""
+    return math.ceil((join_s + 2 * duration) / duration - 1e-9) * duration
+
+
+def _passes(name: str, join_s: float, until_s: float) -> list[Pass]:
+    scene = SCENES[name]
+    out = []
+    for k in range(math.ceil(until_s / scene.duration)):
+        for figure in scene.figures:
+            entry, leave = k * scene.duration + figure.enters_at, k * scene.duration + figure.leaves_at
+            if leave > join_s and entry < until_s:
+                out.append(Pass(entry, leave, entry + scene.duration))
+    return out
+
+
+@pytest.mark.parametrize("name", ["store_night_ir_person", "store_day_person"])
+@pytest.mark.parametrize(
+    "join_s",
+    [
+        0.0,  # nobody in view while calibrating
+        4.0,  # the figure walks in during calibration (the daemon run that merged two night passes)
+        8.0,  # the figure browses in the middle of the picture during calibration
+    ],
+)
+def test_one_event_per_pass_of_the_figure(name: str, join_s: float, tmp_path_factory: pytest.TempPathFactory) -> None:
+    loop = _encoded(name, tmp_path_factory)
+    until = _until(join_s, SCENES[name].duration)
+    passes = _passes(name, join_s, until)
+    events = stream_events(loop, join_s, until)
+
+    assert len(events) == len(passes), f"passes {passes}, events {events}"
+    settled = join_s + MotionDetector().settings.settle_s
+    for seen, p in zip(events, passes, strict=True):
+        if p.entry >= settled:
+            assert p.entry <= seen.start <= p.entry + ENTRY_LATENCY_S, (p, seen)
+        else:  # in view already while the detector calibrated: found while still there
+            assert settled <= seen.start < p.leave, (p, seen)
+        assert seen.end >= p.leave - LAST_SIGHT_S, f"the event ended before the figure left: {p}, {seen}"
+        assert seen.reason is EndReason.QUIET
+        assert seen.end + EVENTS.merge_gap_s < p.next_entry, f"the event lasted until the next pass: {p}, {seen}"
+
+
+@pytest.mark.parametrize("name", ["light_switch", "ir_switch", "night_noise"])
+@pytest.mark.parametrize("join_s", [0.0, 10.0])
+def test_switches_and_noise_make_no_event(name: str, join_s: float, tmp_path_factory: pytest.TempPathFactory) -> None:
+    loop = _encoded(name, tmp_path_factory)
+    assert stream_events(loop, join_s, _until(join_s, SCENES[name].duration)) == []
