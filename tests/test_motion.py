@@ -29,7 +29,7 @@ from appliance.cameras.motion_settings import MotionSettings
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodeSettings, load_or_encode
 from appliance.simulator.render import Renderer
-from appliance.simulator.scene import Scene
+from appliance.simulator.scene import Figure, Scene, Switch, SwitchKind, Waypoint
 from appliance.simulator.scenes import SCENES, shopper
 from tests.simulator_support import cache_dir
 
@@ -49,7 +49,30 @@ DARK_PERSON = Scene(
     light_on_at_start=False,
     description="light off, no IR: a person walks in at 4 s, is gone at 14 s",
 )
-EXTRA_SCENES = {s.name: s for s in (EMPTY_SHOP, DARK_SHOP, DARK_PERSON)}
+LIGHT_ON_PERSON = Scene(
+    name="light_on_person",
+    duration=20.0,
+    figures=(shopper(4.0, 14.0),),
+    light_on_at_start=False,
+    switches=(Switch(8.0, SwitchKind.LIGHT, True), Switch(19.0, SwitchKind.LIGHT, False)),
+    description="light off; a shopper walks in at 4 s, the light goes on at 8 s while they browse, gone at 14 s",
+)
+STANDING = Scene(
+    name="standing",
+    duration=20.0,
+    figures=(
+        Figure(
+            (
+                Waypoint(4.0, -0.036, 0.9),
+                Waypoint(7.0, 0.45, 0.8),
+                Waypoint(13.0, 0.45, 0.8),
+                Waypoint(16.0, 1.036, 0.9),
+            )
+        ),
+    ),
+    description="daylight; a person walks in at 4 s, stands perfectly still 7-13 s, is gone at 16 s",
+)
+EXTRA_SCENES = {s.name: s for s in (EMPTY_SHOP, DARK_SHOP, DARK_PERSON, LIGHT_ON_PERSON, STANDING)}
 
 
 @dataclass(frozen=True)
@@ -271,6 +294,68 @@ def test_passers_by_leave_no_ghost_in_a_fast_learning_background(absorb_after_fr
     settings = MotionSettings(background_alpha=0.05, absorb_after_frames=absorb_after_frames, ghost_after_frames=0)
     after = [t for t in motion_times(frames, run(frames, MotionDetector(settings))) if t > 14.0]
     assert bool(after) is ghost
+
+
+# ---------------------------------------------------------------------------- ghosts ---
+
+GHOST_S = (MotionSettings().ghost_after_frames + 1) / FPS
+"""How long a ghost may outlast the figure: the frames it must stand still, and one more."""
+
+
+def joined(frames: Clip, join_s: float, loops: int = 2) -> Clip:
+    """The looping clip as a detector sees it when it starts at `join_s` (a daemon joining a live
+    camera), for `loops` loops; times go on increasing across the wrap."""
+    first = round(join_s * FPS)
+    n = len(frames)
+    return tuple(
+        Frame((first + k) / FPS, frames[(first + k) % n].y, frames[(first + k) % n].uv) for k in range(loops * n)
+    )
+
+
+@pytest.mark.parametrize("name", ["store_day_person", "store_night_ir_person"])
+@pytest.mark.parametrize("join_s", [4.0, 8.0, 12.0])
+def test_a_detector_started_with_someone_in_view_forgets_their_ghost(name: str, join_s: float) -> None:
+    """Calibrating while the figure is in the picture puts the figure into the background; where
+    it stood, the empty shop then differs from the background. That ghost never moves, so it is
+    replaced by the picture `ghost_after_frames` after the figure has gone; the next pass is found
+    as usual. (Without ghost removal it was 'motion' until the figure came back 10 s later.)"""
+    scene = _scene(name)
+    figure = scene.figures[0]
+    frames = joined(clip(name), join_s)
+    for settings, lingers in [(MotionSettings(), False), (MotionSettings(ghost_after_frames=0), True)]:
+        times = motion_times(frames, run(frames, MotionDetector(settings)))
+        gap = [t for t in times if figure.leaves_at + GHOST_S < t < scene.duration + figure.enters_at]
+        assert bool(gap) is lingers, f"ghost_after_frames={settings.ghost_after_frames}: motion at {gap}"
+        second = [t for t in times if t >= scene.duration + figure.enters_at]
+        assert second[0] <= scene.duration + figure.enters_at + ENTRY_LATENCY_S
+
+
+def test_a_light_switched_on_with_someone_in_view_leaves_no_ghost() -> None:
+    """The switch replaces the background with the lit picture, person included (the global
+    change guard); when the person walks on, the place they stood must not stay 'motion'."""
+    frames = clip(LIGHT_ON_PERSON.name)
+    figure = LIGHT_ON_PERSON.figures[0]
+    times = motion_times(frames, run(frames))
+    assert [t for t in times if t > 8.0], "the person was not found again after the switch"
+    assert max(times) <= figure.leaves_at
+    lingering = motion_times(frames, run(frames, MotionDetector(MotionSettings(ghost_after_frames=0))))
+    assert max(lingering) > figure.leaves_at + GHOST_S
+
+
+def test_a_person_standing_still_fades_and_is_found_again_when_moving() -> None:
+    """The price of ghost removal: a figure that stops dead becomes background after
+    `ghost_after_frames` (a real person rarely stops that dead; the event layer's merge gap
+    bridges the pause). It is found again as soon as it moves, and the spot it leaves is not
+    motion (without ghost removal, that spot was: the still figure had half faded in)."""
+    stops, walks_on, gone = 7.0, 13.0, 16.0
+    frames = clip(STANDING.name)
+    times = motion_times(frames, run(frames))
+    assert [t for t in times if stops <= t < stops + GHOST_S]
+    assert not [t for t in times if stops + GHOST_S <= t < walks_on]
+    assert min(t for t in times if t >= walks_on) <= walks_on + ENTRY_LATENCY_S
+    assert max(times) <= gone
+    lingering = motion_times(frames, run(frames, MotionDetector(MotionSettings(ghost_after_frames=0))))
+    assert max(lingering) > gone + 1.0
 
 
 # ------------------------------------------------------------------- zones and masks ---
