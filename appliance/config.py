@@ -32,6 +32,8 @@ from appliance.cameras.motion_settings import MotionSettings, check_polygons
 from appliance.cameras.retention import RetentionMode, RetentionPolicy
 from appliance.redact import mask_url
 
+RESERVED_CAMERA_IDS = frozenset({"clips"})
+
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 
@@ -233,6 +235,13 @@ class CameraConfig(_Model):
     offline_after_s: float = Field(
         120.0, ge=10, le=3600, description="A camera unreachable this long raises an 'offline' event."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_CAMERA_IDS:
+            raise ValueError(f"{v!r} is used by the appliance itself (folder of event clips); choose another id")
+        return v
 
     @field_validator("zones", "masks")
     @classmethod

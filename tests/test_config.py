@@ -77,6 +77,7 @@ def test_missing_required_key() -> None:
             "console.port: Input should be less than or equal to 65535 (got 70000)",
         ),
         ({"cameras": [{**CAM, "id": "Вход 1"}]}, "cameras[0].id: String should match pattern"),
+        ({"cameras": [{**CAM, "id": "clips"}]}, "cameras[0].id: 'clips' is used by the appliance itself"),
         (
             {"database": {"url": "mysql://u:pw@h/db"}},
             "database.url: unsupported database URL 'mysql://u:***@h/db'",

@@ -39,7 +39,7 @@ from appliance.cameras.events import EventEnded
 from appliance.cameras.fanout import StreamParams, VideoPacket
 from appliance.cameras.messages import ClipReady
 from appliance.cameras.reconcile import HASH_CHUNK_BYTES, playable_end
-from appliance.cameras.recorder import FALLBACK_FRAME_S, HEVC_TAG
+from appliance.cameras.recorder import FALLBACK_FRAME_S, HEVC_TAG, creation_time
 from appliance.evidence.ledger import EvidenceLedger
 from appliance.storage.events import EventStore
 from appliance.storage.footage import PARTIAL_SUFFIX, FootageStore, clip_key
@@ -237,10 +237,6 @@ def _select(items: Iterator[_Item], clip_from: datetime, clip_to: datetime) -> I
 # ------------------------------------------------------------------------------- writing ---
 
 
-def _creation_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _parse_creation_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -258,7 +254,7 @@ class _Remux:
         self.codec = first.params.codec
         self.time_base = first.time_base
         self._out: OutputContainer = av.open(str(path), "w", format="mp4", options=CLIP_MP4_OPTIONS)
-        self._out.metadata["creation_time"] = _creation_time(first.t)
+        self._out.metadata["creation_time"] = creation_time(first.t)
         self._stream: VideoStream = self._out.add_stream_from_template(first.params.template, opaque=True)
         if self.codec == "hevc":
             self._stream.codec_tag = HEVC_TAG
@@ -427,7 +423,7 @@ def h264_rendition(
         origin: int | None = None
         end = 0
         with av.open(str(path), "w", format="mp4", options=CLIP_MP4_OPTIONS) as out:
-            out.metadata["creation_time"] = _creation_time(first_utc)
+            out.metadata["creation_time"] = creation_time(first_utc)
             stream = out.add_stream("libx264", rate=video.average_rate)
             stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
             stream.codec_context.time_base = time_base

@@ -94,7 +94,8 @@ class UnsupportedStream(Exception):
     """The camera sends something other than H.264/H.265 video; the message says what to change."""
 
 
-def _creation_time(moment: datetime) -> str:
+def creation_time(moment: datetime) -> str:
+    """MP4 `creation_time` metadata: UTC, the way FFmpeg writes and reads it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -148,7 +149,7 @@ class SegmentWriter:
         self._sink = _HashingSink(store.open_write(self.key))
         try:
             self._out: OutputContainer = av.open(self._sink, "w", format="mp4", options=MP4_OPTIONS)
-            self._out.metadata["creation_time"] = _creation_time(first.capture_utc)
+            self._out.metadata["creation_time"] = creation_time(first.capture_utc)
             self._stream: VideoStream = self._out.add_stream_from_template(params.template, opaque=True)
             if params.codec == "hevc":
                 self._stream.codec_tag = HEVC_TAG
