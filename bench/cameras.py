@@ -32,6 +32,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +98,7 @@ between passes)."""
 
 MOTION_BIN = Path("/usr/bin/motion")
 MOTION_DIST_CONF = Path("/etc/motion/motion.conf")
+MOTION_BAD_LEVELS = ("EMG", "ALR", "CRT", "ERR", "WRN")
 MOTION_OVERRIDDEN = {
     "daemon", "setup_mode", "log_file", "log_level", "target_dir", "video_device", "videodevice",
     "webcontrol_port", "stream_port", "movie_output", "movie_passthrough", "picture_output", "camera",
@@ -109,9 +111,11 @@ despeckle, framerate, ...) stays at Debian's defaults."""
 # ------------------------------------------------------------------- measurement ---
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime of all threads
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of the process (all its threads), or of its thread `tid`."""
+    path = Path(f"/proc/{pid}/stat") if tid is None else Path(f"/proc/{pid}/task/{tid}/stat")
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_mb(pid: int) -> float:
@@ -128,23 +132,25 @@ class Usage:
     peak_rss_mb: float
 
 
-def measure(pids: dict[str, int], seconds: float) -> dict[str, Usage]:
-    """CPU % (of one core) of each process over `seconds`, and its peak RSS meanwhile."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+Target = tuple[int, int | None]
+"""A process id, and a thread id of it to measure that thread alone (None: the whole process)."""
+
+
+def measure(pids: dict[str, Target], seconds: float) -> dict[str, Usage]:
+    """CPU % (of one core) of each process or thread over `seconds`, and its process's peak RSS."""
+    before = {name: cpu_seconds(*target) for name, target in pids.items()}
     peak = dict.fromkeys(pids, 0.0)
     start = time.monotonic()
     end = start + seconds
     while True:
-        for name, pid in pids.items():
+        for name, (pid, _) in pids.items():
             peak[name] = max(peak[name], rss_mb(pid))
         now = time.monotonic()
         if now >= end:
             break
         time.sleep(min(SAMPLE_PERIOD_S, end - now))
     wall = time.monotonic() - start
-    return {
-        name: Usage(100 * (cpu_seconds(pid) - before[name]) / wall, peak[name]) for name, pid in pids.items()
-    }
+    return {name: Usage(100 * (cpu_seconds(*t) - before[name]) / wall, peak[name]) for name, t in pids.items()}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -375,6 +381,10 @@ def _utc_ts(text: str) -> float:
 @dataclass
 class Latency:
     samples: list[float] = field(default_factory=list)
+    """events.created_at - entry, per matched entry."""
+    detect: list[float] = field(default_factory=list)
+    """events.start_utc (the first moving frame the tracker counted) - entry, per matched entry:
+    how much of the latency is the figure becoming visible and persistent, not the pipeline."""
     entries: int = 0
     """Shopper entries in the window (over all cameras)."""
     missed: int = 0
@@ -400,31 +410,32 @@ def entry_times(cam: SimCameraInfo, scene: str, t0: float, t1: float) -> list[fl
 
 def event_latency(db: Path, cameras: Sequence[SimCameraInfo], scene: str, t0: float, t1: float) -> Latency:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT camera_id, kind, created_at FROM events").fetchall()
-    created: dict[str, list[float]] = {}
+        rows = conn.execute("SELECT camera_id, kind, start_utc, created_at FROM events").fetchall()
+    motion: dict[str, list[tuple[float, float]]] = {}
     out = Latency()
-    for camera, kind, at_text in rows:
-        at = _utc_ts(at_text)
+    for camera, kind, start_text, created_text in rows:
+        created = _utc_ts(created_text)
         if kind == "motion":
-            created.setdefault(camera, []).append(at)
-        elif t0 - EARLY_S <= at < t1 + EVENT_GRACE_S:
+            motion.setdefault(camera, []).append((created, _utc_ts(start_text)))
+        elif t0 - EARLY_S <= created < t1 + EVENT_GRACE_S:
             out.other[kind] = out.other.get(kind, 0) + 1
     for cam in cameras:
-        events = sorted(created.get(cam.camera, []))
+        events = sorted(motion.get(cam.camera, []))
         used: set[int] = set()
         for entry in entry_times(cam, scene, t0, t1):
             out.entries += 1
             match = next(
-                (i for i, at in enumerate(events) if i not in used and entry - EARLY_S <= at <= entry + MATCH_S), None
+                (i for i, (at, _) in enumerate(events) if i not in used and entry - EARLY_S <= at <= entry + MATCH_S),
+                None,
             )
             if match is None:
                 out.missed += 1
                 continue
             used.add(match)
-            out.samples.append(events[match] - entry)
-        out.unmatched += sum(
-            1 for i, at in enumerate(events) if i not in used and t0 <= at < t1 + EVENT_GRACE_S
-        )
+            created, start = events[match]
+            out.samples.append(created - entry)
+            out.detect.append(start - entry)
+        out.unmatched += sum(1 for i, (at, _) in enumerate(events) if i not in used and t0 <= at < t1 + EVENT_GRACE_S)
     return out
 
 
@@ -434,16 +445,21 @@ class Recording:
     """Seconds of the window not covered by any recorded segment, over all cameras."""
     holes: int = 0
     segments: int = 0
+    unfinished: int = 0
+    """Segments still marked as recording after the daemon stopped (it was killed, or exited
+    without finalising them): counted as covering the window, since they were being written."""
 
 
 def recording_coverage(db: Path, cameras: Sequence[SimCameraInfo], t0: float, t1: float) -> Recording:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT camera_id, start_utc, end_utc FROM segments WHERE stream = 'main'").fetchall()
     spans: dict[str, list[tuple[float, float]]] = {}
-    for camera, start, end in rows:
-        if end is not None:
-            spans.setdefault(camera, []).append((_utc_ts(start), _utc_ts(end)))
     out = Recording()
+    for camera, start, end in rows:
+        begin = _utc_ts(start)
+        if end is None and begin < t1:
+            out.unfinished += 1
+        spans.setdefault(camera, []).append((begin, t1 if end is None else _utc_ts(end)))
     for cam in cameras:
         covered_until = t0
         for start, end in sorted(spans.get(cam.camera, [])):
@@ -476,6 +492,8 @@ def log_summary(path: Path) -> list[str]:
 @dataclass
 class DaemonResult:
     daemon: Usage
+    loop: Usage
+    """The daemon's main thread alone: the event loop (web, database, event handling)."""
     simulator: Usage
     delivery: Delivery
     recording: Recording
@@ -498,11 +516,16 @@ def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> Daemon
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            online_s = wait_online(proc, port, len(sim.cameras))
+            try:
+                online_s = wait_online(proc, port, len(sim.cameras))
+            except RuntimeError as exc:
+                log.flush()
+                raise RuntimeError(f"{exc}; daemon log: {'; '.join(log_summary(log_path)[:5]) or 'empty'}") from None
             time.sleep(DAEMON_WARMUP_S)
             before = sim.stats()
             t0 = time.time()
-            usage = measure({"daemon": proc.pid, "simulator": sim.proc.pid}, seconds)
+            targets = {"daemon": (proc.pid, None), "loop": (proc.pid, proc.pid), "simulator": (sim.proc.pid, None)}
+            usage = measure(targets, seconds)
             t1 = time.time()
             after = sim.stats()
             fps = read_metrics(port).get("appliance_camera_fps", {})
@@ -515,6 +538,7 @@ def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> Daemon
     notes += [f"daemon log: {line}" for line in log_summary(log_path)]
     return DaemonResult(
         daemon=usage["daemon"],
+        loop=usage["loop"],
         simulator=usage["simulator"],
         delivery=delivery(before, after),
         recording=recording_coverage(db, sim.cameras, t0, t1),
@@ -575,7 +599,7 @@ def run_floor(sim: Simulator, seconds: float) -> FloorResult:
     time.sleep(FLOOR_WARMUP_S)
     assert proc.stdout is not None
     started = time.monotonic()
-    usage = measure({"floor": proc.pid}, seconds)["floor"]
+    usage = measure({"floor": (proc.pid, None)}, seconds)["floor"]
     proc.send_signal(signal.SIGTERM)
     report = json.loads(proc.stdout.readline() or '{"frames": [], "errors": ["no report"]}')
     lifetime = time.monotonic() - started + FLOOR_WARMUP_S
@@ -644,6 +668,18 @@ class MotionResult:
     notes: list[str]
 
 
+def motion_log_summary(path: Path) -> list[str]:
+    """Motion's warnings and errors, counted by text."""
+    counts: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        # "[1:nc1:cam1] [ERR] [NET] [date] netcam_rtsp_...: text"; start-up notices pass the level too
+        if not any(f"[{level}]" in line for level in MOTION_BAD_LEVELS):
+            continue
+        key = re.sub(r"\[[A-Z][a-z]{2} +\d+ [\d:]+\] ", "", line)
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{n} x {key}" for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8]]
+
+
 def run_motion(sim: Simulator, seconds: float, work: Path) -> MotionResult:
     conf = motion_config(work, sim.cameras)
     notes: list[str] = []
@@ -653,15 +689,20 @@ def run_motion(sim: Simulator, seconds: float, work: Path) -> MotionResult:
     try:
         time.sleep(MOTION_WARMUP_S)
         if proc.poll() is not None:
-            raise RuntimeError(f"Motion exited with {proc.returncode}; see {work / 'motion.log'}")
+            log = work / "motion.log"
+            said = "; ".join(motion_log_summary(log)[:3]) if log.exists() else "no log"
+            raise RuntimeError(f"Motion exited with {proc.returncode} ({said})")
         before = sim.stats()
-        usage = measure({"motion": proc.pid}, seconds)["motion"]
+        usage = measure({"motion": (proc.pid, None)}, seconds)["motion"]
         after = sim.stats()
     finally:
         note = stop_process(proc, "Motion")
         if note:
             notes.append(note)
     movies = sum(1 for p in (work / "footage").rglob("*") if p.is_file()) if (work / "footage").exists() else 0
+    log = work / "motion.log"
+    if log.exists():
+        notes += [f"Motion log: {line}" for line in motion_log_summary(log)]
     got = delivery(before, after)
     if got.clients < 2 * len(sim.cameras):
         notes.append(f"Motion played {got.clients} of {2 * len(sim.cameras)} streams through the window")
@@ -722,23 +763,35 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
           "events.created_at - entry); /floor, /Motion: daemon CPU / theirs.")  # fmt: skip
 
     print()
-    print("per camera (% of one core):")
-    print(f"{'cams':>4} {'daemon':>7} {'floor':>7} {'Motion':>7} {'sim':>6} {'short':>6} {'simdrop':>7} "
-          f"{'holes':>5} {'miss s':>6} {'unmatch':>7} {'online s':>8} {'min fps':>7} {'floor fps':>9} "
-          f"{'Motion movies':>13}")  # fmt: skip
+    print("per camera and details:")
+    print(f"{'cams':>4} {'daemon':>7} {'floor':>7} {'Motion':>7} {'sim':>6} {'+RSS/cam':>8} {'short':>6} "
+          f"{'simdrop':>7} {'holes':>5} {'miss s':>6} {'detect':>6} {'unmatch':>7} {'online s':>8} {'min fps':>7} "
+          f"{'floor fps':>9} {'movies':>6} {'loop%':>5}")  # fmt: skip
+    base = rows[0] if rows else None
     for r in rows:
         d = r.daemon
         motion = r.motion.usage.cpu_percent / r.cameras if r.motion else None
+        marginal = None
+        if base is not None and r.cameras > base.cameras:
+            marginal = (d.daemon.peak_rss_mb - base.daemon.daemon.peak_rss_mb) / (r.cameras - base.cameras)
         print(
             f"{r.cameras:>4} {d.daemon.cpu_percent / r.cameras:>7.2f} {r.floor.usage.cpu_percent / r.cameras:>7.2f} "
-            f"{_fmt(motion, '.2f', 7)} {d.simulator.cpu_percent / r.cameras:>6.2f} {d.delivery.frames_short:>6} "
-            f"{d.delivery.frames_dropped:>7} {d.recording.holes:>5} {d.recording.missing_s:>6.1f} "
+            f"{_fmt(motion, '.2f', 7)} {d.simulator.cpu_percent / r.cameras:>6.2f} {_fmt(marginal, '.1f', 8)} "
+            f"{d.delivery.frames_short:>6} {d.delivery.frames_dropped:>7} {d.recording.holes:>5} "
+            f"{d.recording.missing_s:>6.1f} "
+            f"{_fmt(percentile(d.latency.detect, 50) if d.latency.detect else None, '.2f', 6)} "
             f"{d.latency.unmatched:>7} {d.online_s:>8.1f} {d.min_fps:>7.1f} {r.floor.fps_per_stream:>9.1f} "
-            f"{_fmt(r.motion.movies if r.motion else None, 'd', 13)}"
+            f"{_fmt(r.motion.movies if r.motion else None, 'd', 6)} {d.loop.cpu_percent:>5.1f}"
         )
-    print("short: frames not sent to the daemon's clients in the window (15 fps x window - sent); simdrop: the "
-          "simulator's own drop count; holes / miss s: gaps in the recorded main stream and their total "
-          "seconds; unmatch: motion events belonging to no entry; min fps: lowest per-camera fps in /metrics.")  # fmt: skip
+    print("daemon, floor, Motion, sim: CPU per camera in % of one core; +RSS/cam: daemon RSS added per camera "
+          "beyond the smallest N; short: frames the simulator did not send to the daemon in the window "
+          "(15 fps x window - sent, per stream); simdrop: the simulator's own drop count; holes / miss s: gaps "
+          "in the recorded main stream (segments table) and their total seconds; detect: p50 of "
+          "events.start_utc - entry (the figure becoming visible and persistent); unmatch: motion events of no "
+          "entry; online s: daemon start until /metrics shows every camera up; min fps: lowest per-camera fps "
+          "in /metrics at the window's end; floor fps: frames decoded per stream per second by the floor "
+          "(connect included); movies: files Motion wrote; loop%: the daemon's event-loop thread alone, % of one "
+          "core (all cameras).")  # fmt: skip
 
     print()
     print("targets:")
@@ -770,6 +823,11 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
     notes += [(r.cameras, n) for r in rows if r.motion for n in r.motion.notes]
     notes += [(r.cameras, f"Motion skipped: {r.motion_skipped}") for r in rows if r.motion_skipped]
     notes += [(r.cameras, f"events of other kinds: {r.daemon.latency.other}") for r in rows if r.daemon.latency.other]
+    notes += [
+        (r.cameras, f"{r.daemon.recording.unfinished} segments never finalised (left as 'recording' at the stop)")
+        for r in rows
+        if r.daemon.recording.unfinished
+    ]
     if notes:
         print()
         print("notes:")
@@ -839,10 +897,20 @@ def main() -> int:
     motion_ok = ensure_motion() if args.motion_counts else "not asked for (--motion-counts '')"
     if motion_ok:
         say(f"Motion will be skipped: {motion_ok}")
-    rows = [run_count(n, args, motion_ok, say) for n in counts]
-    print_report(rows, args.seconds, args.scene)
+    rows = []
+    failed = []
+    for n in counts:
+        try:
+            rows.append(run_count(n, args, motion_ok, say))
+        except RuntimeError as exc:  # one count that cannot be measured must not lose the others
+            say(f"N={n} failed: {exc}")
+            failed.append(f"N={n}: {exc}")
+    if rows:
+        print_report(rows, args.seconds, args.scene)
+    for line in failed:
+        print(f"NOT MEASURED {line}")
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
