@@ -155,6 +155,12 @@ async def test_events_clips_crash_and_tamper(tmp_path: Path, simulator: Simulato
         # The GStreamer camera's ball never stops moving: it has events too (a peer we did not write).
         assert [e for e in events if e["camera_id"] == "gst"]
 
+        # Each finished segment carries its motion summary: the walk is in it, the switches are not.
+        segs = rows(db, "select key, camera_id, has_motion, motion_heatmap from segments where status = 'complete'")
+        assert any(s["has_motion"] and s["motion_heatmap"] for s in segs if s["camera_id"] == "day")
+        moved = [(s["camera_id"], s["key"]) for s in segs if s["camera_id"] in QUIET and s["has_motion"]]
+        assert not moved, moved
+
         # Clips: playable, hashed, starting at least the pre-roll before the trigger.
         clipped = [e for e in events if e["clip_key"]]
         assert clipped, f"no clip was made: {stderr[-3000:]}"

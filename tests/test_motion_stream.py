@@ -21,7 +21,7 @@ import pytest
 
 from appliance.cameras.analyser import DECODER_OPTIONS, _planes
 from appliance.cameras.events import EndReason, EventEnded, EventSettings, EventTracker
-from appliance.cameras.motion import MotionDetector, analysis_size, chroma_variance, shrink
+from appliance.cameras.motion import MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodedLoop, EncodeSettings, load_or_encode
 from appliance.simulator.scenes import SCENES
@@ -64,6 +64,16 @@ def _seconds(t: datetime) -> float:
 
 def stream_events(loop: EncodedLoop, join_s: float, until_s: float) -> list[Seen]:
     """The events the analyser would make of `loop` replayed from `join_s` to `until_s`."""
+    return analyse(loop, join_s, until_s)[1]
+
+
+def analyse(
+    loop: EncodedLoop, join_s: float, until_s: float, phase: int = 0
+) -> tuple[list[tuple[float, MotionResult]], list[Seen]]:
+    """Every analysed frame's (time, result), and the events, of `loop` replayed from `join_s` to
+    `until_s`. The detector takes its first frame `phase` frames after the keyframe joined at: the
+    daemon's rate gate runs on wall-clock capture times, so its grid of analysed frames may fall on
+    any of the stream's frames, not only on those in step with the keyframes."""
     fps = loop.settings.fps
     first = round(join_s * fps)
     assert loop.units[first % len(loop.units)].keyframe, f"no keyframe at {join_s} s to join at"
@@ -74,21 +84,23 @@ def stream_events(loop: EncodedLoop, join_s: float, until_s: float) -> list[Seen
     detector = MotionDetector()
     tracker = EventTracker("sim", EVENTS)
     actions = []
+    analysed = []
     shown = first
     for index in range(first, round(until_s * fps)):
         unit = loop.units[index % len(loop.units)]
         for picture in decoder.decode(av.Packet(h264.join_annexb(list(unit.nals)))):
             t = shown / fps
             shown += 1
-            if not detector.wants(t):
+            if shown - 1 - first < phase or not detector.wants(t):
                 continue
             y, u, v = _planes(picture)
             size = analysis_size(picture.width, picture.height, detector.settings.width)
             result = detector.process(np.ascontiguousarray(shrink(y, *size), np.uint8), chroma_variance(u, v), t)
+            analysed.append((t, result))
             boxes = [(b.x0, b.y0, b.x1, b.y1) for b in result.boxes]
             actions += tracker.update(EPOCH + timedelta(seconds=t), result.motion, result.score, boxes)
     actions += tracker.close(EPOCH + timedelta(seconds=shown / fps))
-    return [Seen(_seconds(a.start), _seconds(a.end), a.reason) for a in actions if isinstance(a, EventEnded)]
+    return analysed, [Seen(_seconds(a.start), _seconds(a.end), a.reason) for a in actions if isinstance(a, EventEnded)]
 
 
 def _until(join_s: float, duration: float) -> float:
@@ -134,8 +146,24 @@ def test_one_event_per_pass_of_the_figure(name: str, join_s: float, tmp_path_fac
         assert seen.end + EVENTS.merge_gap_s < p.next_entry, f"the event lasted until the next pass: {p}, {seen}"
 
 
+PHASES = range(round(STREAM.fps / MotionDetector().settings.fps))
+"""Every grid of analysed frames: the first analysed frame 0, 1 or 2 frames after the keyframe."""
+
+
 @pytest.mark.parametrize("name", ["light_switch", "ir_switch", "night_noise"])
-@pytest.mark.parametrize("join_s", [0.0, 10.0])
-def test_switches_and_noise_make_no_event(name: str, join_s: float, tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize("join_s", [0.0, 4.0, 8.0, 10.0])
+def test_switches_and_noise_make_no_motion_at_all(
+    name: str, join_s: float, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Not one frame of motion, let alone an event: a segment with a single motion frame is kept by
+    the 'motion' retention mode, and its heatmap answers motion searches. Before blobs needed a core
+    (`core_ratio`), 1-2 frames a loop were motion in 3 to 6 of these 12 cases, depending on the
+    encode (x264 does not encode the loop identically twice): codec blocks in a dark corner under IR
+    or night noise, just over the threshold for three analysed frames. The switches themselves were
+    always caught by the guards."""
     loop = _encoded(name, tmp_path_factory)
-    assert stream_events(loop, join_s, _until(join_s, SCENES[name].duration)) == []
+    for phase in PHASES:
+        analysed, events = analyse(loop, join_s, _until(join_s, SCENES[name].duration), phase)
+        moving = [(round(t, 2), r.score, r.boxes) for t, r in analysed if r.motion]
+        assert not moving, f"phase {phase}: motion at {moving}"
+        assert events == []

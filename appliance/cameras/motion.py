@@ -4,7 +4,8 @@ no clock, no threads; the same frames and times always give the same results.
 The recipe (docs/motion.md explains every step and setting): shrink the Y plane to the analysis
 width, stretch its contrast between two percentiles, blur, compare with a running-average
 background, threshold, dilate, keep blobs above a minimum area inside the zones and outside the
-masks. Guards against what makes shop cameras cry wolf: a change over most of the frame (light
+masks, with a core that differs by far more than the threshold (codec blocks and night noise only
+just cross it). Guards against what makes shop cameras cry wolf: a change over most of the frame (light
 switch, exposure jump), a jump of the colour variance (the camera's colour/IR switch) or a
 tripped preclusive patch sends the detector back to calibration for a settle time; the stretch
 cancels exposure pumping and daylight fading; a blob that stands still (the ghost of someone the
@@ -265,7 +266,7 @@ class MotionDetector:
 
         grown = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
         blobs = cv2.bitwise_and(grown, geo.counted) if geo.counted is not None else grown
-        boxes, area = self._blobs(blobs, geo)
+        boxes, area = self._blobs(blobs, diff, geo)
 
         if (
             self._reason is not None
@@ -378,16 +379,25 @@ class MotionDetector:
                 return Reason.PRECLUSIVE
         return None
 
-    def _blobs(self, blobs: MatLike, geo: _Geometry) -> tuple[tuple[Box, ...], float]:
-        """Bounding boxes (frame fractions) and total area (pixels) of the blobs big enough to count."""
+    def _blobs(self, blobs: MatLike, diff: MatLike, geo: _Geometry) -> tuple[tuple[Box, ...], float]:
+        """Bounding boxes (frame fractions) and total area (pixels) of the blobs big enough to count
+        and with a core: at least `core_min_pixels` pixels that differ by `core_ratio` × `threshold`."""
+        s = self.settings
         contours, _ = cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes = []
         area = 0.0
+        core: MatLike | None = None
         for contour in contours:
             a = cv2.contourArea(contour)
             if a < geo.min_area_px:
                 continue
             x, y, w, h = cv2.boundingRect(contour)
+            if s.core_min_pixels:
+                if core is None:
+                    core = cv2.threshold(diff, s.core_ratio * s.threshold - 1, 255, cv2.THRESH_BINARY)[1]
+                inside = cv2.bitwise_and(core[y : y + h, x : x + w], blobs[y : y + h, x : x + w])
+                if cv2.countNonZero(inside) < s.core_min_pixels:
+                    continue
             boxes.append(Box(x / geo.width, y / geo.height, (x + w) / geo.width, (y + h) / geo.height))
             area += a
         return tuple(boxes), area

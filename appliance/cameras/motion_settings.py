@@ -135,6 +135,20 @@ class MotionSettings(BaseModel):
         description="A blob counts as still in a frame when at most this fraction of its pixels changed "
         "by `threshold` since the previous analysed frame.",
     )
+    core_ratio: float = Field(
+        2.0,
+        ge=1,
+        le=8,
+        description="A blob counts only with a core: pixels that differ by this multiple of `threshold` "
+        "(hysteresis, as in Canny's edge detector). Codec blocks and noise under IR only just cross "
+        "`threshold`; a person crosses it by far.",
+    )
+    core_min_pixels: int = Field(
+        8,
+        ge=0,
+        le=10000,
+        description="Pixels (at the analysis size) of a blob's core, see `core_ratio`; 0 turns the check off.",
+    )
     persistence_frames: int = Field(
         3,
         ge=1,
