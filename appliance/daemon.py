@@ -34,7 +34,7 @@ from appliance.sdnotify import Notifier, watchdog_loop
 from appliance.storage.db import engine_from_config, make_sessionmaker
 from appliance.storage.migrate import upgrade
 from appliance.storage.users import UserStore
-from appliance.supervisor import Supervisor
+from appliance.supervisor import StopStage, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +158,14 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
         log.error("cannot start the cameras", extra={"error": str(exc)})
         await engine.dispose()
         return 1
-    for name, component in cameras.components:
-        supervisor.add(name, component)
+    for name, component, stage in cameras.components:
+        supervisor.add(name, component, stage=stage)
     if extras.inbox is not None:
         supervisor.add("demo-inbox", partial(feed_inbox, bus, extras.inbox, cfg))
     users = UserStore(sessions)
     listeners = _listeners(cfg, users, board, supervisor, extras)
     for name, (component, _) in listeners.items():
-        supervisor.add(name, component)
+        supervisor.add(name, component, stage=StopStage.LISTENERS)
 
     supervisor.start()
     problem = await _wait_bound(listeners, supervisor)

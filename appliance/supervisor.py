@@ -15,6 +15,10 @@ Policy (modelled on systemd's Restart=):
 - `kill(name)` (tests, operators) cancels the running instance and starts a new one at once, with
   no back-off. `stop(timeout)` (shutdown) cancels every instance for good and waits a bounded time
   for their `finally` blocks to close clips and finish database writes.
+- Shutdown goes in stages (`StopStage`), each cancelled only once the one before has finished:
+  what produces work (stream pumps, analysers) stops first, so that the recorders finishing their
+  segments and writing their rows have the CPU (the GIL) and the database to themselves; the
+  evidence signer goes after the recorders, the web listeners last.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Literal
 
 from appliance.config import DaemonSection
@@ -40,7 +44,20 @@ logger = logging.getLogger(__name__)
 # together (all cameras behind one switch that rebooted) do not all reconnect in the same instant.
 BACKOFF_JITTER = 0.2
 
+STAGE_SHARE = 0.5
+"""At shutdown, a stage is waited for at most this part of the time left before the next stage is
+stopped too (the stragglers are still waited for, until the deadline)."""
+
 Restart = Literal["on-failure", "always"]
+
+
+class StopStage(IntEnum):
+    """When a component is stopped at shutdown: lower stages first, each waited for in turn."""
+
+    SOURCES = 0  # stream pumps, analysers, health watchers, retention: they only make more work
+    RECORDERS = 1  # finish their segments: index rows and evidence chain entries
+    EVIDENCE = 2  # the signer, after the last chain entry
+    LISTENERS = 3  # the console answers until the very end
 
 
 class ComponentState(StrEnum):
@@ -86,10 +103,13 @@ class Backoff:
 
 
 class _Component:
-    def __init__(self, name: str, run: Callable[[], Awaitable[None]], restart: Restart, backoff: Backoff) -> None:
+    def __init__(
+        self, name: str, run: Callable[[], Awaitable[None]], restart: Restart, backoff: Backoff, stage: StopStage
+    ) -> None:
         self.name = name
         self.run = run
         self.restart: Restart = restart
+        self.stage = stage
         self.backoff = backoff
         self.state = ComponentState.STOPPED
         self.restarts = 0
@@ -125,14 +145,21 @@ class Supervisor:
     def from_config(cls, section: DaemonSection) -> Supervisor:
         return cls(section.restart_backoff_initial_s, section.restart_backoff_max_s, section.healthy_after_s)
 
-    def add(self, name: str, run: Callable[[], Awaitable[None]], *, restart: Restart = "on-failure") -> None:
+    def add(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        *,
+        restart: Restart = "on-failure",
+        stage: StopStage = StopStage.SOURCES,
+    ) -> None:
         """Register a component; `run` is called anew for every (re)start. Added after start(): it
-        starts at once."""
+        starts at once. `stage`: when it is stopped at shutdown."""
         if name in self._components:
             raise ValueError(f"a component named {name!r} is already supervised; give each one its own name")
         if self._stopping:
             raise RuntimeError(f"cannot add {name!r}: the supervisor is stopping")
-        comp = _Component(name, run, restart, self._new_backoff())
+        comp = _Component(name, run, restart, self._new_backoff(), stage)
         self._components[name] = comp
         if self._started:
             self._launch(comp)
@@ -175,29 +202,41 @@ class Supervisor:
     # A parameter rather than the caller's asyncio.timeout(): when time runs out, stop() still has to
     # name and mark the components left behind instead of being cancelled itself.
     async def stop(self, timeout: float) -> list[str]:  # noqa: ASYNC109
-        """Cancel every component and wait up to `timeout` seconds for their clean-up.
+        """Cancel every component, stage by stage, and wait up to `timeout` seconds in all for their
+        clean-up.
 
         Returns the names of those still busy when the time ran out (logged, marked failed); their
         tasks are left behind, so the caller should exit the process rather than wait for them.
         """
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         keepers: dict[asyncio.Task[None], _Component] = {}
-        for comp in self._components.values():
-            comp.wake.set()
-            if comp.instance is not None and not comp.instance.done():
-                comp.instance.cancel()
-            if comp.keeper is not None and not comp.keeper.done():
-                keepers[comp.keeper] = comp
-        if not keepers:
-            return []
-        _, pending = await asyncio.wait(keepers, timeout=timeout)
+        for stage in sorted({comp.stage for comp in self._components.values()}):
+            for comp in self._components.values():
+                if comp.stage is not stage:
+                    continue
+                comp.wake.set()
+                if comp.instance is not None and not comp.instance.done():
+                    comp.instance.cancel()
+                if comp.keeper is not None and not comp.keeper.done():
+                    keepers[comp.keeper] = comp
+            busy = [task for task in keepers if not task.done()]
+            if busy:
+                # A stage that overruns its share is left finishing alongside the next: it must not
+                # hold the recorders back until the deadline.
+                await asyncio.wait(busy, timeout=max(0.0, deadline - loop.time()) * STAGE_SHARE)
+        pending = [task for task in keepers if not task.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+            pending = list(still)
         late = [keepers[task] for task in pending]
         for comp in late:
             comp.state = ComponentState.FAILED
             logger.error(
                 "component did not finish its clean-up in %.1f s; leaving it behind",
                 timeout,
-                extra={"component": comp.name},
+                extra={"component": comp.name, "stage": comp.stage.name.lower()},
             )
         return [comp.name for comp in late]
 

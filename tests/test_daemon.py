@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -122,3 +124,79 @@ def test_unreachable_database_fails_without_leaking_the_password(tmp_path: Path)
     assert proc.returncode == 1
     assert "cannot open the database" in stderr and f"127.0.0.1:{dead}" in stderr
     assert "Db-Secret-31" not in stderr
+
+
+SHUTDOWN_CAMERAS = 12
+SYSTEMD_STOP_BUDGET_S = 10.0
+
+
+def _cameras_up(console_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{console_port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0
+    return sum(1 for line in text.splitlines() if line.startswith("appliance_camera_up{") and line.endswith(" 1"))
+
+
+@pytest.mark.slow
+async def test_sigterm_with_many_cameras_finishes_every_segment_in_time(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Many busy cameras (main + sub stream, analysis, recording): SIGTERM still ends the daemon
+    with exit code 0 within systemd's budget, every segment indexed complete and chained."""
+    from appliance.simulator.server import SimCamera, SimulatorServer
+    from tests.simulator_support import TINY, cache_dir
+
+    cams = [SimCamera(f"cam{i}", TINY, phase=i * TINY.duration / SHUTDOWN_CAMERAS) for i in range(SHUTDOWN_CAMERAS)]
+    sim = SimulatorServer(cams, cache_dir=cache_dir(tmp_path_factory))
+    await sim.start()
+    try:
+        extra = "[recording]\nsegment_seconds = 3.0\nmin_free_gb = 0.1\n"
+        config, console_port = write_config(tmp_path, extra=extra)
+        text = config.read_text()
+        for cam in cams:
+            cid = cam.camera_id
+            text += (
+                f'[[cameras]]\nid = "{cid}"\nname = "{cid}"\n'
+                f'main_url = "{sim.url(cid, "main")}"\nsub_url = "{sim.url(cid, "sub")}"\n'
+            )
+        config.write_text(text)
+        log_path = tmp_path / "daemon.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "appliance", "run", "--config", str(config)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+            try:
+                deadline = time.monotonic() + 40
+                while await asyncio.to_thread(_cameras_up, console_port) < SHUTDOWN_CAMERAS:
+                    assert proc.poll() is None, log_path.read_text()[-2000:]
+                    assert time.monotonic() < deadline, "the cameras did not come online"
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(10)  # several segments per camera, events, a busy index
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                rc = await asyncio.to_thread(proc.wait, 20)
+                elapsed = time.monotonic() - started
+            finally:
+                proc.kill()
+                proc.wait()
+    finally:
+        await sim.stop()
+    logged = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    problems = [r["msg"] for r in logged if r.get("level") in ("error", "warning") and "database" in str(r)]
+    problems += [r["msg"] for r in logged if "did not finish" in r["msg"] or "did not stop" in r["msg"]]
+    assert rc == 0 and not problems, problems
+    assert elapsed < SYSTEMD_STOP_BUDGET_S
+    with sqlite3.connect(tmp_path / "data" / "appliance.db") as db:
+        status = dict(db.execute("SELECT status, count(*) FROM segments GROUP BY status").fetchall())
+        unchained = db.execute(
+            "SELECT count(*) FROM segments WHERE key NOT IN "
+            "(SELECT object_key FROM evidence_records WHERE kind = 'segment')"
+        ).fetchone()[0]
+    assert set(status) == {"complete"} and status["complete"] >= 2 * SHUTDOWN_CAMERAS, status
+    assert unchained == 0
+    assert not list((tmp_path / "data").rglob("*.part"))

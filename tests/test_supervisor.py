@@ -15,7 +15,7 @@ import pytest
 
 from appliance.config import DaemonSection
 from appliance.logs import SECRETS
-from appliance.supervisor import Backoff, ComponentState, Supervisor
+from appliance.supervisor import Backoff, ComponentState, StopStage, Supervisor
 
 INITIAL = 0.05
 MAXIMUM = 0.2
@@ -410,3 +410,64 @@ def test_backoff_jitter_only_shortens_and_spreads() -> None:
     assert max(samples) - min(samples) > 0.1  # actually spread, not a constant
     with pytest.raises(ValueError, match="jitter"):
         Backoff(1.0, 2.0, jitter=1.0)
+
+
+async def test_stop_goes_stage_by_stage(make: Callable[..., Supervisor]) -> None:
+    """Sources are gone before the recorders are asked to stop, the listeners go last."""
+    order: list[str] = []
+
+    def component(name: str, cleanup_s: float) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                order.append(f"{name} cancelled")
+                await asyncio.sleep(cleanup_s)
+                order.append(f"{name} done")
+
+        return run
+
+    sup = make()
+    sup.add("console", component("console", 0.0), stage=StopStage.LISTENERS)
+    sup.add("recorder", component("recorder", 0.05), stage=StopStage.RECORDERS)
+    sup.add("pump", component("pump", 0.05))
+    sup.start()
+    await asyncio.sleep(0.02)
+    assert await sup.stop(2.0) == []
+    assert order == [
+        "pump cancelled",
+        "pump done",
+        "recorder cancelled",
+        "recorder done",
+        "console cancelled",
+        "console done",
+    ]
+
+
+async def test_a_slow_stage_does_not_hold_the_next_one_back_past_its_share(make: Callable[..., Supervisor]) -> None:
+    recorder_stopped = asyncio.Event()
+
+    async def slow_source() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(5)
+
+    async def recorder() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            recorder_stopped.set()
+
+    sup = make()
+    sup.add("analyser", slow_source)
+    sup.add("recorder", recorder, stage=StopStage.RECORDERS)
+    sup.start()
+    await asyncio.sleep(0.02)
+    began = time.monotonic()
+    left = await sup.stop(1.0)
+    # The recorder was stopped once the analyser had used its share (half the time), and the
+    # analyser was still waited for until the deadline.
+    assert recorder_stopped.is_set()
+    assert left == ["analyser"]
+    assert 1.0 <= time.monotonic() - began < 1.3

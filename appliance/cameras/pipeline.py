@@ -11,6 +11,7 @@ separate supervised component, so a crashed analyser restarts without a gap in t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -39,17 +40,21 @@ from appliance.cameras.motion import MotionDetector, MotionHeatmap, MotionResult
 from appliance.cameras.recorder import Recorder
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.cameras.tamper import TamperDetector, TamperEvent
+from appliance.cameras.uncancelled import uncancelled
 from appliance.config import CameraConfig
 from appliance.evidence.ledger import EvidenceLedger
 from appliance.storage.events import EventStore
 from appliance.storage.footage import FootageStore
 from appliance.storage.segments import SegmentIndex, SegmentInfo
+from appliance.supervisor import StopStage
 
 log = logging.getLogger(__name__)
 
 Component = Callable[[], Awaitable[None]]
 
 OFFLINE_POLL_S: Final = 1.0
+ANALYSER_STOP_S: Final = 5.0
+"""How long a stopping analyser may take to finish the frame in hand and close its events."""
 MOTION_MEMORY_S: Final = 120.0
 """Analysed results kept to build each finished segment's heatmap: a segment is at most 60 s,
 and its hook runs seconds after it ends."""
@@ -83,18 +88,21 @@ class CameraPipeline:
         self._tamper_events: dict[str, str] = {}
         self._offline_event: str | None = None
 
-    def components(self) -> list[tuple[str, Component]]:
+    def components(self) -> list[tuple[str, Component, StopStage]]:
+        """The supervised pieces, each with its shutdown stage: the recorder outlives the pumps, so
+        that the end of the stream finishes its last segment and the CPU is free to index it."""
         cid = self.cam.id
         board = self.deps.board
-        parts: list[tuple[str, Component]] = [
-            (f"camera:{cid}:main", partial(run_stream, self.cam, self.cam.main_url, self.main, board, self.policy)),
-            (f"camera:{cid}:recorder", self._record),
-            (f"camera:{cid}:analyser", self._analyse),
-            (f"camera:{cid}:health", self._watch_offline),
+        main = partial(run_stream, self.cam, self.cam.main_url, self.main, board, self.policy)
+        parts: list[tuple[str, Component, StopStage]] = [
+            (f"camera:{cid}:main", main, StopStage.SOURCES),
+            (f"camera:{cid}:recorder", self._record, StopStage.RECORDERS),
+            (f"camera:{cid}:analyser", self._analyse, StopStage.SOURCES),
+            (f"camera:{cid}:health", self._watch_offline, StopStage.SOURCES),
         ]
         if self.sub is not None and self.cam.sub_url:
             sub = partial(run_stream, self.cam, self.cam.sub_url, self.sub, None, self.policy)
-            parts.insert(1, (f"camera:{cid}:sub", sub))
+            parts.insert(1, (f"camera:{cid}:sub", sub, StopStage.SOURCES))
         return parts
 
     # --------------------------------------------------------------- recording ---
@@ -141,15 +149,19 @@ class CameraPipeline:
             EventTracker(cam.id, cam.events.settings(), schedule=cam.events.schedule(), tz=self.deps.timezone),
             partial(_to_loop, loop, queue),
         )
-        thread = threading.Thread(target=analyser.run, name=f"analyser-{cam.id}", daemon=True)
-        thread.start()
+        ended: asyncio.Future[None] = loop.create_future()
+        body = partial(_run_then_settle, analyser.run, loop, ended)
+        threading.Thread(target=body, name=f"analyser-{cam.id}", daemon=True).start()
         try:
             while True:
-                await self._handle(await queue.get())
+                await uncancelled(self._handle(await queue.get()))
         finally:
             analyser.stop()
             fanout.unsubscribe(sub)
-            await asyncio.to_thread(thread.join, 5.0)
+            # Awaited on the loop, not joined in the default executor: at shutdown every camera
+            # waits at once, and the executor's few workers are needed for the recorders' files.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ended), ANALYSER_STOP_S)
             while not queue.empty():  # the events the tracker closed at shutdown
                 await self._handle(queue.get_nowait())
 
@@ -202,28 +214,43 @@ class CameraPipeline:
 
     async def _watch_offline(self) -> None:
         """An 'offline' event once the camera has been unreachable for `offline_after_s`."""
-        board = self.deps.board
         while True:
             await asyncio.sleep(OFFLINE_POLL_S)
-            status = board.get(self.cam.id)
-            now = datetime.now(UTC)
-            if status.state is CameraState.ONLINE:
-                if self._offline_event is not None:
-                    await self.deps.events.close(self._offline_event, now, "back_online")
-                    self.deps.bus.publish(CameraOnline(self.cam.id, self._offline_event, now))
-                    self._offline_event = None
-            elif (
-                status.state is not CameraState.DISABLED
-                and self._offline_event is None
-                and (now - status.since).total_seconds() >= self.cam.offline_after_s
-            ):
-                self._offline_event = await self._open_health("offline", status.since)
-                self.deps.bus.publish(CameraOffline(self.cam.id, self._offline_event, status.since))
+            await uncancelled(self._check_offline())
+
+    async def _check_offline(self) -> None:
+        status = self.deps.board.get(self.cam.id)
+        now = datetime.now(UTC)
+        if status.state is CameraState.ONLINE:
+            if self._offline_event is not None:
+                await self.deps.events.close(self._offline_event, now, "back_online")
+                self.deps.bus.publish(CameraOnline(self.cam.id, self._offline_event, now))
+                self._offline_event = None
+        elif (
+            status.state is not CameraState.DISABLED
+            and self._offline_event is None
+            and (now - status.since).total_seconds() >= self.cam.offline_after_s
+        ):
+            self._offline_event = await self._open_health("offline", status.since)
+            self.deps.bus.publish(CameraOffline(self.cam.id, self._offline_event, status.since))
 
 
 async def record_segment(ledger: EvidenceLedger, info: SegmentInfo) -> None:
     """A finished segment goes into its camera's evidence chain at once."""
     await ledger.append(info.camera_id, "segment", info.key, info.sha256, info.size_bytes, info.end_utc)
+
+
+def _run_then_settle(body: Callable[[], None], loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
+    try:
+        body()
+    finally:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, ended)
+
+
+def _settle(ended: asyncio.Future[None]) -> None:
+    if not ended.done():
+        ended.set_result(None)
 
 
 def _to_loop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Analysis], analysis: Analysis) -> None:

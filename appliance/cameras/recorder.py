@@ -48,6 +48,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from appliance.cameras.fanout import CapturedPacket, SessionEnded, Subscription
 from appliance.cameras.reconcile import salvage_partial, segment_info
+from appliance.cameras.uncancelled import uncancelled
 from appliance.storage.footage import DiskFull, FootageStore, free_key
 from appliance.storage.models import SEGMENT_CODECS
 from appliance.storage.segments import (
@@ -88,6 +89,8 @@ DB_RETRY_S: Final = 1.0
 DB_RETRY_MAX_S: Final = 30.0
 SHUTDOWN_DB_ATTEMPTS: Final = 3
 """At shutdown, index updates are tried this often; reconciliation catches up what is left."""
+SHUTDOWN_DB_RETRY_S: Final = 0.2
+"""Pause between those tries."""
 
 
 class UnsupportedStream(Exception):
@@ -310,31 +313,34 @@ class Recorder:
         self._loop = asyncio.get_running_loop()
         thread = threading.Thread(target=self._thread_main, name=f"recorder-{self.camera_id}", daemon=True)
         thread.start()
-        error: BaseException | None = None
+        ended: _Ended | None = None
         try:
             while True:
                 event = await self._events.get()
                 if isinstance(event, _Ended):
-                    error = event.error
+                    ended = event
                     break
-                await self._apply(event)
+                # A write cancelled half-way would lose the row or its chain entry.
+                await uncancelled(self._apply(event))
         finally:
             # Also on cancellation: the thread finishes its segment, and its row is completed.
             self.stop()
-            await self._drain(thread)
-        if error is not None:
-            raise RuntimeError(f"the recorder of camera {self.camera_id!r} failed: {error}") from error
+            ended = ended or await self._drain()
+        if ended.error is not None:
+            raise RuntimeError(f"the recorder of camera {self.camera_id!r} failed: {ended.error}") from ended.error
 
-    async def _drain(self, thread: threading.Thread) -> None:
-        await asyncio.to_thread(thread.join)
-        while not self._events.empty():
-            event = self._events.get_nowait()
-            if not isinstance(event, _Ended):
-                await self._apply(event, attempts=SHUTDOWN_DB_ATTEMPTS)
+    async def _drain(self) -> _Ended:
+        """What the stopping thread still sends, up to its last word (awaited here rather than
+        joined in the default executor, whose few workers every camera would queue for)."""
+        while True:
+            event = await self._events.get()
+            if isinstance(event, _Ended):
+                return event
+            await self._apply(event)
 
     # -------------------------------------------------------------------- event loop side ---
 
-    async def _apply(self, event: _Event, attempts: int | None = None) -> None:
+    async def _apply(self, event: _Event) -> None:
         delay = DB_RETRY_S
         attempt = 0
         while True:
@@ -348,17 +354,19 @@ class Recorder:
                 log.error("segment not indexed: %s", exc.orig, extra={"camera": self.camera_id, "event": repr(event)})
                 return
             except (DBAPIError, OSError) as exc:
-                if attempts is not None and attempt >= attempts:
+                if self._stop.is_set() and attempt >= SHUTDOWN_DB_ATTEMPTS:
                     log.error(
                         "segment index update abandoned; reconciliation will redo it at the next start",
                         extra={"camera": self.camera_id, "error": str(exc)},
                     )
                     return
+                # Short and fixed while stopping: the shutdown budget is seconds.
+                pause = SHUTDOWN_DB_RETRY_S if self._stop.is_set() else delay
                 log.warning(
                     "footage index update failed; retrying",
-                    extra={"camera": self.camera_id, "error": str(exc), "retry_in_s": delay},
+                    extra={"camera": self.camera_id, "error": str(exc), "retry_in_s": pause},
                 )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(pause)
                 delay = min(delay * 2, DB_RETRY_MAX_S)
 
     async def _apply_once(self, event: _Event) -> None:

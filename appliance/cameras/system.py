@@ -27,6 +27,7 @@ from appliance.evidence.ledger import EvidenceLedger
 from appliance.storage.events import EventStore
 from appliance.storage.footage import LocalFootageStore
 from appliance.storage.segments import SegmentIndex, SegmentInfo
+from appliance.supervisor import StopStage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ GB = 1024**3
 
 @dataclass
 class CameraSystem:
-    components: list[tuple[str, Component]]
+    components: list[tuple[str, Component, StopStage]]
     ledger: EvidenceLedger
     events: EventStore
 
@@ -80,7 +81,7 @@ async def build_cameras(
         # min_free_gb free well before that.
         min_free_bytes=MIN_FREE_BYTES,
     )
-    components: list[tuple[str, Component]] = []
+    components: list[tuple[str, Component, StopStage]] = []
     for cam in enabled:
         components += CameraPipeline(cam, deps).components()
     retention = RetentionRunner(
@@ -94,5 +95,9 @@ async def build_cameras(
         interval_s=cfg.recording.retention_interval_s,
         events=events,
     )
-    components += [("evidence-signer", ledger.run_signer), ("retention", retention.run)]
+    components += [
+        ("evidence-signer", ledger.run_signer, StopStage.EVIDENCE),
+        # Stopped first: deleting footage is no work for the last seconds of a shutdown.
+        ("retention", retention.run, StopStage.SOURCES),
+    ]
     return CameraSystem(components, ledger, events)
