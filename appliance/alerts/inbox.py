@@ -67,8 +67,8 @@ def inbox_message(message: object, names: Mapping[str, str], tz: ZoneInfo) -> tu
     match message:
         case EventOpened(camera_id=cid, start_utc=t, armed=True, snapshot_jpeg=jpeg):
             return f"Движение: «{name(cid)}»", f"Началось в {when(t)}.", jpeg
-        case ClipReady(camera_id=cid, event_id=event_id):
-            return f"Клип готов: «{name(cid)}»", f"Запись события {event_id} сохранена и подписана.", None
+        case ClipReady(camera_id=cid):
+            return f"Видео готово: «{name(cid)}»", "Запись события сохранена и подписана; её можно скачать.", None
         case CameraOffline(camera_id=cid, since_utc=t):
             return f"Камера «{name(cid)}» недоступна", f"Нет видео с {when(t)}. Проверьте питание и кабель.", None
         case CameraOnline(camera_id=cid, at_utc=t):
