@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from appliance.bus import EventBus, Subscription
+from appliance.cameras.clips import ClipInfo
 from appliance.cameras.events import EndReason, EventEnded, event_id_for
 from appliance.cameras.messages import DiskNearlyFull, RetentionShortened
 from appliance.cameras.retention import DeletionReason, RetentionMode, RetentionPolicy
@@ -37,7 +38,7 @@ from appliance.evidence.ledger import EvidenceLedger, LedgerConflict
 from appliance.evidence.verify import FILE_MISSING
 from appliance.storage.db import make_sessionmaker
 from appliance.storage.events import EventStore
-from appliance.storage.footage import LocalFootageStore, free_key
+from appliance.storage.footage import LocalFootageStore, clip_key, free_key
 from appliance.storage.models import SEGMENT_COMPLETE, SEGMENT_MISSING, EvidenceRecord, Segment
 from appliance.storage.segments import NewSegment, SegmentIndex
 from appliance.storage.segments import SegmentInfo as IndexedSegment
@@ -95,6 +96,28 @@ class Rig:
             f.write(b"\0" * size)
         await self.index.add(NewSegment(camera, key, start, "h264", 1280, 720))
         return key
+
+    def publish(self, key: str, payload: bytes) -> str:
+        with self.store.open_write(key) as f:
+            f.write(payload)
+        self.store.finalize(key)
+        return hashlib.sha256(payload).hexdigest()
+
+    async def clip(self, camera: str, start: datetime, end: datetime) -> tuple[str, str, str]:
+        """An ended event with its clip and H.264 rendition, recorded as ClipService records them:
+        (event id, clip key, rendition key)."""
+        await self.event(camera, start, end)
+        event_id = event_id_for(camera, start)
+        key = clip_key(camera, event_id, start)
+        payload = f"clip {key}".encode() * 50
+        sha256 = await asyncio.to_thread(self.publish, key, payload)
+        first_frame = start - timedelta(seconds=5)
+        await self.ledger.append(camera, "clip", key, sha256, len(payload), first_frame)
+        await self.events.clip_ready(event_id, ClipInfo(key, sha256, len(payload), 20.0, first_frame, "hevc"))
+        rendition = clip_key(camera, event_id, start, rendition=True)
+        await asyncio.to_thread(self.publish, rendition, b"h264 copy" * 20)
+        await self.events.rendition_ready(event_id, rendition)
+        return event_id, key, rendition
 
     async def event(self, camera: str, start: datetime, end: datetime) -> None:
         await self.events.ended(
@@ -227,6 +250,79 @@ async def test_a_footage_disk_that_is_not_there_stops_the_sweep_instead_of_marki
     assert sum(status == SEGMENT_MISSING for status in statuses.values()) == MAX_VANISHED_PER_SWEEP
     assert statuses[old[-1]] == SEGMENT_COMPLETE
     assert await rig.deletion_records() == []
+
+
+# --------------------------------------------------------------------------------- clips ---
+
+
+async def test_an_old_events_clip_goes_with_its_rendition_and_a_young_one_stays(rig: Rig) -> None:
+    policy = RetentionPolicy(continuous_days=1, motion_days=2, events_days=3)
+    old_start, young_start = NOW - timedelta(days=5), NOW - timedelta(days=2)
+    await rig.record("door", old_start - timedelta(seconds=5))
+    old_id, old_clip, old_rendition = await rig.clip("door", old_start, old_start + timedelta(seconds=3))
+    await rig.record("door", young_start - timedelta(seconds=5))
+    young_id, young_clip, young_rendition = await rig.clip("door", young_start, young_start + timedelta(seconds=3))
+    await rig.record("door", NOW - timedelta(minutes=1))
+    await rig.ledger.sign_heads(NOW - timedelta(seconds=30))
+
+    report = await rig.runner({"door": policy}).sweep(NOW)
+
+    assert report.clips == [old_clip] and not report.failures and not report.vanished
+    assert not rig.exists(old_clip) and not rig.exists(old_rendition)
+    assert rig.exists(young_clip) and rig.exists(young_rendition)
+    assert (old_clip, "retention:age") in await rig.deletion_records()
+    assert young_clip not in {key for key, _ in await rig.deletion_records()}
+    old = await rig.events.get(old_id)
+    assert old is not None and old.end_utc is not None  # the event itself stays
+    assert (old.clip_key, old.clip_sha256, old.clip_size, old.clip_duration_s, old.rendition_key) == (None,) * 5
+    young = await rig.events.get(young_id)
+    assert young is not None and (young.clip_key, young.rendition_key) == (young_clip, young_rendition)
+    verified = await rig.ledger.verify(rig.store)
+    assert verified.ok, verified.cameras[0].problems
+
+    # Once its event is old enough, the young clip goes too (the next age pass reads on from there).
+    later = await rig.runner({"door": policy}).sweep(NOW + timedelta(days=1.5))
+    assert later.clips == [young_clip] and not rig.exists(young_clip) and not rig.exists(young_rendition)
+    assert (await rig.ledger.verify(rig.store)).ok
+
+
+async def test_a_clip_cut_from_a_held_segment_is_kept_until_the_hold_is_released(rig: Rig) -> None:
+    policy = RetentionPolicy(events_days=3)
+    start = NOW - timedelta(days=40)
+    held = await rig.record("till", start - timedelta(seconds=2), hold=True)
+    event_id, key, rendition = await rig.clip("till", start, start + timedelta(seconds=4))
+    await rig.record("till", NOW - timedelta(minutes=1))
+    runner = rig.runner({"till": policy}, age_scan_interval_s=1)
+
+    report = await runner.sweep(NOW)
+
+    assert report.clips == [] and report.deletions == [] and not report.failures
+    assert rig.exists(key) and rig.exists(rendition) and rig.exists(held)
+    assert await rig.deletion_records() == []
+    event = await rig.events.get(event_id)
+    assert event is not None and event.clip_key == key
+
+    # Released, the kept clip is looked at again by the same runner, though its events' days were read.
+    await rig.index.set_legal_hold(held, False)
+    report = await runner.sweep(NOW + timedelta(seconds=2))
+    assert report.clips == [key] and not rig.exists(key) and not rig.exists(rendition)
+    assert deleted_keys(report) == [held]
+    assert (await rig.ledger.verify(rig.store)).ok
+
+
+async def test_a_clip_deleted_by_hand_is_not_covered_up_as_a_retention_deletion(rig: Rig) -> None:
+    start = NOW - timedelta(days=40)
+    event_id, key, _ = await rig.clip("door", start, start + timedelta(seconds=4))
+    (rig.store.root / key).unlink()
+
+    report = await rig.runner({"door": KEEP_LONG}).sweep(NOW)
+
+    assert report.clips == [] and report.vanished == [key]
+    assert await rig.deletion_records() == []
+    event = await rig.events.get(event_id)
+    assert event is not None and event.clip_key == key
+    verified = await rig.ledger.verify(rig.store)
+    assert [(p.object_key, p.what) for p in verified.cameras[0].problems] == [(key, FILE_MISSING)]
 
 
 # ------------------------------------------------------------------------------ pressure ---

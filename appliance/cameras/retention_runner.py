@@ -6,7 +6,9 @@ and the events table say, deletes what they pick, and keeps the evidence chain i
 
 1. mode: in the motion and events modes, each finished segment is kept or discarded once its
    decision time (plus `decision_delay_s`) has passed (`keep_segment`);
-2. age: segments older than their class's keep days go (`expired`);
+2. age: segments older than their class's keep days go (`expired`), and so do event clips (with
+   their H.264 renditions) once their event ended more than `events_days` ago, unless a segment
+   the clip was cut from is under a legal hold;
 3. disk pressure: while the footage exceeds the quota or the disk has less than the minimum free
    space, the oldest unprotected segments across all cameras go (`to_free`), and the bus hears
    `RetentionShortened` (footage deleted before its keep days) and, when protected footage
@@ -18,16 +20,19 @@ being written and the newest finished segment of each camera (recording never st
 footage before a fault survives). Only cameras in `policies` are touched: give every camera whose
 footage is on this box a policy, a removed one included.
 
-Each deletion is recorded in the camera's evidence chain *before* the file goes, so a crash in
-between leaves a file too many, never a gap that `appliance footage verify` would report as
-tampering. A file that is already gone when retention comes for it is not recorded as a retention
-deletion (that would hide a deletion by hand): its row becomes "missing" and verify reports it.
+Each deletion (segment or clip) is recorded in the camera's evidence chain *before* the file goes,
+so a crash in between leaves a file too many, never a gap that `appliance footage verify` would
+report as tampering. A file that is already gone when retention comes for it is not recorded as a
+retention deletion (that would hide a deletion by hand): a segment's row becomes "missing", a
+clip's event keeps its key, and verify reports it. A clip's H.264 rendition is a copy, not in the
+chain: it goes with its clip, unrecorded.
 
 Cost: the index is read in windows of `SCAN_WINDOW`, so memory stays flat whatever the archive.
 Mode and pressure read only the few windows they need on each sweep; the age pass reads every
 camera's archive older than its shortest keep days (1.5 s of CPU for 157,000 rows here) and so
 runs every `age_scan_interval_s` only. With a quota, the directory walk is spaced out the same way
-(`USED_REMEASURE_S`).
+(`USED_REMEASURE_S`). Clips are found by the end time of their events, from where the last age pass
+stopped; the first pass after a start reads the camera's whole events table, a window at a time.
 """
 
 from __future__ import annotations
@@ -60,8 +65,8 @@ from appliance.cameras.retention import (
 )
 from appliance.evidence.ledger import EvidenceLedger, LedgerConflict, UnknownObject
 from appliance.storage.events import EventStore
-from appliance.storage.footage import KEY_PATTERN, FootageStore, key_start
-from appliance.storage.models import EVENT_KINDS, SEGMENT_COMPLETE, SEGMENT_RECORDING, Segment, utcnow
+from appliance.storage.footage import CLIP_KEY_PATTERN, KEY_PATTERN, FootageStore, key_start
+from appliance.storage.models import EVENT_KINDS, SEGMENT_COMPLETE, SEGMENT_RECORDING, Event, Segment, utcnow
 from appliance.storage.segments import MAX_SEGMENT_SECONDS, SegmentIndex
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,9 @@ HORIZON_WINDOW: Final = timedelta(hours=24)
 RETAINING_EVENT_KINDS: Final = tuple(kind for kind in EVENT_KINDS if kind != "offline")
 """Events whose footage is kept: an offline event has no footage to keep."""
 LEDGER_REASON_PREFIX: Final = "retention:"
+CLIP_SPAN_SLACK: Final = timedelta(microseconds=1)
+"""A clip's hold check reads the segments overlapping [clip_from, clip_to + this): its closed span, so
+that a held segment starting exactly at clip_to (whose first frame the clip may hold) keeps the clip."""
 
 # A key's time stamp is the segment's first guess at its start; the index may place the start up
 # to a segment earlier, so scans derived from keys begin that much sooner.
@@ -127,7 +135,10 @@ class SweepReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     """(key, what went wrong) for segments that could not be deleted; retried at the next sweep."""
     vanished: list[str] = field(default_factory=list)
-    """Indexed files already gone: marked "missing", not recorded as retention deletions."""
+    """Indexed files already gone: marked "missing", not recorded as retention deletions. Clips
+    already gone are listed too; their event rows keep the key, and verify reports them."""
+    clips: list[str] = field(default_factory=list)
+    """Keys of the event clips deleted by age (their renditions went with them)."""
     pressure_bytes: int = 0
     """What the quota and the minimum free space asked to free when the pressure pass began."""
     missing_bytes: int = 0
@@ -212,6 +223,10 @@ class RetentionRunner:
         self._mode_floor: dict[str, datetime] = {}
         self._oldest: dict[str, _Oldest] = {}
         self._next_age_scan: datetime | None = None
+        self._clip_floor: dict[str, datetime] = {}
+        """Per camera: clips of events that ended before this were dealt with (or are in _clips_kept)."""
+        self._clips_kept: dict[str, set[str]] = {}
+        """Per camera: ids of events whose old clip was kept (legal hold, or failed): looked at again."""
         self._unindexed: tuple[datetime, int, int] | None = None
         self._usage: _Usage | None = None
         if events is None and self._policies:
@@ -252,11 +267,12 @@ class RetentionRunner:
                 done = await self._expire(oldest, newest, now, report)
                 self._next_age_scan = now + self._age_scan_interval if done else now
             await self._relieve_pressure(oldest, newest, now, report)
-            if report.deletions or report.failures or report.vanished:
+            if report.deletions or report.clips or report.failures or report.vanished:
                 log.info(
-                    "retention sweep: %d segments deleted (%.1f MiB), %d failed, %d vanished",
+                    "retention sweep: %d segments deleted (%.1f MiB), %d clips deleted, %d failed, %d vanished",
                     len(report.deletions),
                     report.freed_bytes / 2**20,
+                    len(report.clips),
                     len(report.failures),
                     len(report.vanished),
                     extra={"reasons": sorted({d.reason.value for d in report.deletions})},
@@ -338,7 +354,59 @@ class RetentionRunner:
                             return False
                         budget -= 1
                         await self._delete(segment, DeletionReason.AGE, now, report)
+        if self._events is None:
+            return True
+        # Every camera with a policy: clips outlive segments deleted under disk pressure.
+        for camera in self._policies:
+            left = await self._expire_clips(self._events, camera, now, report, budget)
+            if left is None:
+                return False
+            budget = left
         return True
+
+    async def _expire_clips(
+        self, events: EventStore, camera: str, now: datetime, report: SweepReport, budget: int
+    ) -> int | None:
+        """Delete the camera's clips whose events ended over events_days ago; the deletion budget
+        left, or None when it ran out (the rest waits for the next sweep)."""
+        cutoff = now - timedelta(days=self._policies[camera].events_days)
+        kept = self._clips_kept.setdefault(camera, set())
+        retry = sorted(kept)
+        kept.clear()
+        for event_id in retry:
+            event = await events.get(event_id)
+            if event is None or event.clip_key is None:
+                continue
+            if budget == 0:
+                kept.update(retry)  # those not looked at yet are still to do (done ones are skipped then)
+                return None
+            budget -= 1
+            if not await self._delete_clip(events, event, now, report):
+                kept.add(event.id)
+        if camera not in self._clip_floor:
+            # Start at the oldest clip rather than walking every window since 1970.
+            first = await events.oldest_clip_end(camera)
+            if first is None:
+                return budget
+            self._clip_floor[camera] = first
+        w0, width = self._clip_floor[camera], SCAN_WINDOW
+        while w0 < cutoff:
+            w1 = min(w0 + width, cutoff)
+            # Each event is read in the window its end falls in (a window lists all it overlaps).
+            ending = [
+                e for e in await events.list_range(camera, w0, w1) if e.end_utc is not None and w0 <= e.end_utc < w1
+            ]
+            for event in ending:
+                if event.clip_key is None or event.id in kept:
+                    continue
+                if budget == 0:
+                    return None  # the floor stays at w0: this window is read again
+                budget -= 1
+                if not await self._delete_clip(events, event, now, report):
+                    kept.add(event.id)
+            width = SCAN_WINDOW if ending else min(width * 2, MAX_SCAN_WINDOW)
+            self._clip_floor[camera] = w0 = w1
+        return budget
 
     async def _relieve_pressure(
         self, oldest: Mapping[str, datetime], newest: Mapping[str, SegmentInfo], now: datetime, report: SweepReport
@@ -399,64 +467,123 @@ class RetentionRunner:
         try:
             await asyncio.to_thread(self._store.size, key)
         except FileNotFoundError:
-            self._vanished(report, segment)
+            self._vanished(report, row.camera_id, key, "its row is marked missing")
             await self._index.mark_missing([key], now)
             return False
         except (OSError, ValueError) as exc:
-            return self._failed(report, segment, exc)
-        try:
-            await self._record_deletion(row, reason, now)
-        except LedgerConflict as exc:
-            return self._failed(report, segment, exc)
-        try:
-            await asyncio.to_thread(self._store.delete, key)
-        except FileNotFoundError:
-            pass  # gone between the check and now; the deletion is recorded either way
-        except (OSError, ValueError) as exc:
-            return self._failed(report, segment, exc)
+            return self._failed(report, row.camera_id, key, exc)
+        assert row.sha256 is not None and row.size_bytes is not None  # a complete row has both
+        if not await self._record_and_delete(row.camera_id, key, row.sha256, row.size_bytes, reason, now, report):
+            return False
         await self._index.delete(key)
         report.deletions.append(Deletion.of(segment, reason))
         if self._usage is not None and segment.start < self._usage.at:
             self._usage.freed_bytes += segment.size_bytes  # one started later is no longer counted anyway
         return True
 
-    async def _record_deletion(self, row: Segment, reason: DeletionReason, now: datetime) -> None:
+    async def _delete_clip(self, events: EventStore, event: Event, now: datetime, report: SweepReport) -> bool:
+        """Delete an old event's clip: evidence record, file, rendition, the event's clip fields.
+        False when it stays for now (a segment it was cut from is held, or deleting failed)."""
+        key, camera = event.clip_key, event.camera_id
+        # A complete clip has both (the clip_is_complete constraint); an event with a clip has ended.
+        assert key is not None and event.clip_sha256 is not None and event.clip_size is not None
+        clip_to = event.clip_to or event.end_utc or now
+        sources = await self._index.list_range(camera, event.clip_from, clip_to + CLIP_SPAN_SLACK, include_missing=True)
+        if any(s.legal_hold for s in sources):
+            return False
+        try:
+            size = await asyncio.to_thread(self._store.size, key)
+        except FileNotFoundError:
+            self._vanished(report, camera, key, "its event still names it")
+            return True  # not retried: verify reports it
+        except (OSError, ValueError) as exc:
+            return self._failed(report, camera, key, exc)
+        if not await self._record_and_delete(
+            camera, key, event.clip_sha256, event.clip_size, DeletionReason.AGE, now, report
+        ):
+            return False
+        if event.rendition_key is not None:
+            size += await self._delete_rendition(camera, event.rendition_key, report)
+        await events.clip_removed(event.id)
+        report.clips.append(key)
+        if self._usage is not None:
+            self._usage.freed_bytes += size  # clips this old were there at the last walk
+        return True
+
+    async def _delete_rendition(self, camera: str, key: str, report: SweepReport) -> int:
+        """Delete a clip's H.264 rendition (a copy, not evidence: not in the chain); its size, 0 if it
+        could not be deleted (logged: its clip is gone already, so it is not retried)."""
+        try:
+            size = await asyncio.to_thread(self._store.size, key)
+            await asyncio.to_thread(self._store.delete, key)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            report.failures.append((key, what))
+            log.error(
+                "could not delete the H.264 rendition of a deleted clip; it is not retried: delete "
+                "the file by hand once the footage directory's permissions or disk are fixed",
+                extra={"camera": camera, "key": key, "error": what},
+            )
+            return 0
+        return size
+
+    async def _record_and_delete(
+        self, camera: str, key: str, sha256: str, size: int, reason: DeletionReason, now: datetime, report: SweepReport
+    ) -> bool:
+        """Record the deletion in the chain, then delete the file; False (logged) if either failed."""
+        try:
+            await self._record_deletion(camera, key, sha256, size, reason, now)
+        except LedgerConflict as exc:
+            return self._failed(report, camera, key, exc)
+        try:
+            await asyncio.to_thread(self._store.delete, key)
+        except FileNotFoundError:
+            pass  # gone between the check and now; the deletion is recorded either way
+        except (OSError, ValueError) as exc:
+            return self._failed(report, camera, key, exc)
+        return True
+
+    async def _record_deletion(
+        self, camera: str, key: str, sha256: str, size: int, reason: DeletionReason, now: datetime
+    ) -> None:
         text = f"{LEDGER_REASON_PREFIX}{reason.value}"
         try:
-            await self._ledger.record_deletion(row.camera_id, row.key, text, now)
+            await self._ledger.record_deletion(camera, key, text, now)
         except UnknownObject:
-            # The segment never made it into the chain (its record failed when it was recorded):
-            # record the deletion with the index's hash, so the chain still accounts for the file.
+            # The file never made it into the chain (its record failed when it was made): record
+            # the deletion with the database's hash, so the chain still accounts for the file.
             log.warning(
-                "segment had no evidence record; its deletion is recorded with the index's hash",
-                extra={"camera": row.camera_id, "key": row.key},
+                "footage had no evidence record; its deletion is recorded with the database's hash",
+                extra={"camera": camera, "key": key},
             )
-            assert row.sha256 is not None and row.size_bytes is not None  # a complete row has both
-            await self._ledger.append(row.camera_id, "deletion", row.key, row.sha256, row.size_bytes, now, reason=text)
+            await self._ledger.append(camera, "deletion", key, sha256, size, now, reason=text)
 
     @staticmethod
-    def _vanished(report: SweepReport, segment: SegmentInfo) -> None:
+    def _vanished(report: SweepReport, camera: str, key: str, row_note: str) -> None:
         if len(report.vanished) >= MAX_VANISHED_PER_SWEEP:
             raise FootageUnavailable(
                 f"{len(report.vanished) + 1} indexed footage files are missing from the footage store "
-                f"(camera {segment.camera_id!r} among them); retention stopped this sweep. Check that "
+                f"(camera {camera!r} among them); retention stopped this sweep. Check that "
                 "the footage disk is mounted, then run `appliance footage verify`"
             )
-        report.vanished.append(str(segment.id))
+        report.vanished.append(key)
         log.warning(
-            "footage file vanished before retention deleted it; its row is marked missing and "
-            "verify reports it (run `appliance footage verify`)",
-            extra={"camera": segment.camera_id, "key": str(segment.id)},
+            "footage file vanished before retention deleted it; %s and verify reports it "
+            "(run `appliance footage verify`)",
+            row_note,
+            extra={"camera": camera, "key": key},
         )
 
     @staticmethod
-    def _failed(report: SweepReport, segment: SegmentInfo, exc: Exception) -> bool:
+    def _failed(report: SweepReport, camera: str, key: str, exc: Exception) -> bool:
         what = f"{type(exc).__name__}: {exc}"
-        report.failures.append((str(segment.id), what))
+        report.failures.append((key, what))
         log.error(
-            "could not delete a footage segment; retrying at the next sweep. Check the footage "
-            "directory's permissions and the disk",
-            extra={"camera": segment.camera_id, "key": str(segment.id), "error": what},
+            "could not delete %s; retrying at the next sweep. Check the footage directory's permissions and the disk",
+            "an event clip" if CLIP_KEY_PATTERN.fullmatch(key) else "a footage segment",
+            extra={"camera": camera, "key": key, "error": what},
         )
         return False
 

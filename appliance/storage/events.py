@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
@@ -140,6 +140,21 @@ class EventStore:
 
     async def rendition_ready(self, event_id: str, key: str) -> None:
         await self._update(event_id, rendition_key=key)
+
+    async def oldest_clip_end(self, camera_id: str) -> datetime | None:
+        """When the oldest event of the camera that still has a clip ended; None when none has."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(func.min(Event.end_utc)).where(Event.camera_id == camera_id, Event.clip_key.is_not(None))
+            )
+        return found
+
+    async def clip_removed(self, event_id: str) -> None:
+        """Forget the clip and its rendition once retention deleted their files; the event stays.
+        One UPDATE, so the clip fields are never half cleared (the clip_is_complete constraint)."""
+        await self._update(
+            event_id, clip_key=None, clip_sha256=None, clip_size=None, clip_duration_s=None, rendition_key=None
+        )
 
     async def get(self, event_id: str) -> Event | None:
         async with self._sessions() as session:
