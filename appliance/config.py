@@ -14,12 +14,10 @@ import re
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -27,14 +25,17 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.alerts.settings import AlertsSection
 from appliance.cameras.events import ArmSchedule, EventSettings
 from appliance.cameras.motion_settings import MotionSettings, check_polygons
 from appliance.cameras.retention import RetentionMode, RetentionPolicy
+from appliance.portal.gateways.settings import GatewaySettings
+from appliance.portal.settings import LoginSettings
+from appliance.portal.sms.settings import SmsSettings
 from appliance.redact import mask_url
+from appliance.settings_base import Slug, StrictModel
 
 RESERVED_CAMERA_IDS = frozenset({"clips"})
-
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 
 class ConfigError(Exception):
@@ -52,8 +53,7 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 def _read_secret(inline: SecretStr | None, file: Path | None, env: str | None, what: str) -> SecretStr | None:
@@ -138,6 +138,9 @@ class ConsoleSection(ListenSection):
 class PortalSection(ListenSection):
     enabled: bool = True
     port: int = Field(8081, ge=1, le=65535)
+    login: LoginSettings = LoginSettings()
+    sms: SmsSettings = SmsSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
 
 class LoggingSection(_Model):
@@ -286,6 +289,7 @@ class Config(_Model):
     logging: LoggingSection = LoggingSection()
     daemon: DaemonSection = DaemonSection()
     recording: RecordingSection = RecordingSection()
+    alerts: AlertsSection = AlertsSection()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -21,14 +21,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from appliance import __version__
 from appliance.alerts.inbox import DemoInbox, feed_inbox
+from appliance.alerts.system import build_alerts
 from appliance.bus import EventBus
 from appliance.cameras.status import CameraStatus, StatusBoard
 from appliance.cameras.system import build_cameras
 from appliance.config import Config
 from appliance.console.app import create_console_app
 from appliance.evidence.keys import KeyFileError
+from appliance.features import Built
 from appliance.logs import SECRETS, setup_logging
 from appliance.portal.app import create_portal_app
+from appliance.portal.system import PortalSystem, build_portal
 from appliance.redact import mask_url
 from appliance.sdnotify import Notifier, watchdog_loop
 from appliance.storage.db import engine_from_config, make_sessionmaker
@@ -88,18 +91,25 @@ def _register_secrets(cfg: Config) -> None:
 
 
 def _listeners(
-    cfg: Config, users: UserStore, board: StatusBoard, supervisor: Supervisor, extras: Extras
+    cfg: Config,
+    users: UserStore,
+    board: StatusBoard,
+    supervisor: Supervisor,
+    extras: Extras,
+    parts: list[Built],
+    portal_system: PortalSystem,
 ) -> dict[str, tuple[Component, asyncio.Event]]:
     out: dict[str, tuple[Component, asyncio.Event]] = {}
     if cfg.console.enabled:
-        console = create_console_app(cfg, users, board, supervisor.status, inbox=extras.inbox)
+        features = [f for part in parts for f in part.console]
+        console = create_console_app(cfg, users, board, supervisor.status, inbox=extras.inbox, features=features)
         bound = asyncio.Event()
         out["console"] = (
             partial(serve_app, console, cfg.console.host, cfg.console.port, "console", bound),
             bound,
         )
     if cfg.portal.enabled:
-        portal = create_portal_app(cfg)
+        portal = create_portal_app(cfg, portal_system)
         bound = asyncio.Event()
         out["portal"] = (partial(serve_app, portal, cfg.portal.host, cfg.portal.port, "portal", bound), bound)
     return out
@@ -154,16 +164,18 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
     bus = EventBus()
     try:
         cameras = await build_cameras(cfg, sessions, board, bus)
+        alerts = await build_alerts(cfg, sessions, bus)
+        portal_system = await build_portal(cfg, sessions, bus)
     except (KeyFileError, OSError, SQLAlchemyError) as exc:
-        log.error("cannot start the cameras", extra={"error": str(exc)})
+        log.error("cannot start", extra={"error": str(exc)})
         await engine.dispose()
         return 1
-    for name, component, stage in cameras.components:
+    for name, component, stage in [*cameras.components, *alerts.components, *portal_system.components]:
         supervisor.add(name, component, stage=stage)
     if extras.inbox is not None:
         supervisor.add("demo-inbox", partial(feed_inbox, bus, extras.inbox, cfg))
     users = UserStore(sessions)
-    listeners = _listeners(cfg, users, board, supervisor, extras)
+    listeners = _listeners(cfg, users, board, supervisor, extras, [alerts, portal_system], portal_system)
     for name, (component, _) in listeners.items():
         supervisor.add(name, component, stage=StopStage.LISTENERS)
 

@@ -6,7 +6,7 @@ console is a new module added here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from appliance.cameras.status import StatusBoard
 from appliance.config import Config
 from appliance.console import auth, dashboard, monitoring
 from appliance.console import inbox as inbox_page
+from appliance.console.features import ConsoleFeature
 from appliance.console.keys import (
     BOARD,
     COMPONENTS,
@@ -33,6 +34,7 @@ from appliance.storage.users import UserStore
 from appliance.supervisor import ComponentStatus
 from appliance.web.csrf import CSRF_FIELD, csrf_middleware
 from appliance.web.factory import base_app
+from appliance.web.i18n import merge
 from appliance.web.ratelimit import Limit, RateLimiter
 from appliance.web.templating import JINJA_ENV
 
@@ -46,19 +48,24 @@ def create_console_app(
     board: StatusBoard,
     components: Callable[[], list[ComponentStatus]],
     inbox: DemoInbox | None = None,
+    features: Sequence[ConsoleFeature] = (),
     *,
     login_limit: Limit = auth.LOGIN_LIMIT,
 ) -> web.Application:
     app = base_app(
         cfg,
         "appliance.console",
-        CATALOGUE,
+        merge(CATALOGUE, *(f.messages for f in features)),
         client_max_size=CONSOLE_MAX_BODY_BYTES,
         # Sign-in first: CSRF needs to know the session whose token a form must carry.
         middlewares=[auth.auth_middleware, csrf_middleware(auth.expected_csrf_token)],
     )
     env = app[JINJA_ENV]
-    env.globals.update(inbox_enabled=inbox is not None, CSRF_FIELD=CSRF_FIELD)
+    env.globals.update(
+        inbox_enabled=inbox is not None,
+        CSRF_FIELD=CSRF_FIELD,
+        feature_nav=[link for f in features for link in f.nav],
+    )
     # Error texts from cameras and components may quote a URL; never show its password.
     env.filters["masked"] = lambda text: mask_text(str(text), SECRETS.values)
 
@@ -75,4 +82,8 @@ def create_console_app(
     if inbox is not None:
         app[INBOX] = inbox
         app.router.add_routes(inbox_page.routes)
+    for feature in features:
+        if feature.setup is not None:
+            feature.setup(app)
+        app.router.add_routes(feature.routes)
     return app

@@ -275,3 +275,14 @@ class Event(Base):
 
 
 # ----------------------------------------------------------------------------- end of events ---
+
+
+# Each feature keeps its tables in its own module; importing them here puts every table in
+# Base.metadata, which Alembic and the schema test compare with the migrations.
+from appliance.storage import (  # noqa: E402
+    models_alerts,  # noqa: F401
+    models_gateway,  # noqa: F401
+    models_guests,  # noqa: F401
+    models_promotions,  # noqa: F401
+    models_webpush,  # noqa: F401
+)
