@@ -84,6 +84,15 @@ def cmd_footage_verify(args: argparse.Namespace) -> int:
     return footage_verify(_load(args.config), args.camera, args.start, args.end)
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from appliance.alerts import commands
+
+    cfg = _load(args.config)
+    if args.alerts_command == "test":
+        return commands.alerts_test(cfg, args.channel)
+    return commands.alerts_status(cfg)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from appliance.simulator.cli import run_simulator
 
@@ -149,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--to", dest="end", metavar="TIME", help="footage recorded up to TIME (a bare date: its end)")
     _config_arg(verify)
     verify.set_defaults(func=cmd_footage_verify)
+
+    p = sub.add_parser("alerts", help="alerts to the owner's phone")
+    alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    test = alerts_sub.add_parser("test", help="send a test alert through a channel and say whether it arrived")
+    test.add_argument("--channel", required=True, metavar="ID", help="the id of an [[alerts.channels]] entry")
+    status = alerts_sub.add_parser("status", help="delivery per channel, pauses, and alerts that were refused")
+    for sp in (test, status):
+        _config_arg(sp)
+        sp.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("simulate", help="serve simulated RTSP cameras with scripted store scenes")
     from appliance.simulator.cli import add_arguments

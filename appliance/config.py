@@ -171,7 +171,12 @@ class RecordingSection(_Model):
 
 
 class EventsConfig(_Model):
-    min_motion_s: float = Field(0.4, ge=0, le=10, description="Motion must last this long before an event starts.")
+    min_motion_s: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description="Motion must last this long, from its first frame, before an event starts.",
+    )
     pre_roll_s: float = Field(5.0, ge=0, le=60, description="Footage before the event's start put into its clip.")
     post_roll_s: float = Field(10.0, ge=0, le=120, description="Footage after the last motion put into its clip.")
     merge_gap_s: float = Field(10.0, ge=0, le=300, description="Motion back within this gap continues the event.")
@@ -299,6 +304,7 @@ class Config(_Model):
             if cam.id in seen:
                 raise ValueError(f"two cameras share the id {cam.id!r}; every camera needs its own id")
             seen.add(cam.id)
+        self.alerts.check_cameras(seen)
         if (
             self.console.enabled
             and self.portal.enabled

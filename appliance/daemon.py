@@ -31,6 +31,8 @@ from appliance.evidence.keys import KeyFileError
 from appliance.features import Built
 from appliance.logs import SECRETS, setup_logging
 from appliance.portal.app import create_portal_app
+from appliance.portal.gateways.base import GatewayError
+from appliance.portal.sms.base import SmsError
 from appliance.portal.system import PortalSystem, build_portal
 from appliance.redact import mask_url
 from appliance.sdnotify import Notifier, watchdog_loop
@@ -52,6 +54,8 @@ class Extras:
     inbox: DemoInbox | None = None
     on_ready: Callable[[], None] | None = None
     on_camera_change: Callable[[CameraStatus], None] | None = None
+    bus: EventBus = field(default_factory=EventBus)
+    """The bus the components share; a test subscribes to it to see what they publish."""
 
 
 class StartupError(Exception):
@@ -161,13 +165,18 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
     for cam in cfg.cameras:
         board.register(cam.id, cam.name, enabled=cam.enabled)
     sessions = make_sessionmaker(engine)
-    bus = EventBus()
+    bus = extras.bus
     try:
         cameras = await build_cameras(cfg, sessions, board, bus)
         alerts = await build_alerts(cfg, sessions, bus)
         portal_system = await build_portal(cfg, sessions, bus)
-    except (KeyFileError, OSError, SQLAlchemyError) as exc:
+    except (KeyFileError, OSError, SQLAlchemyError, GatewayError, SmsError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
+        await engine.dispose()
+        return 1
+    except ValueError as exc:
+        # A setting only its component can judge (an apprise URL it does not know, for one).
+        log.error("cannot start: fix the configuration", extra={"error": str(exc)})
         await engine.dispose()
         return 1
     for name, component, stage in [*cameras.components, *alerts.components, *portal_system.components]:

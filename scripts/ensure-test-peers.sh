@@ -8,6 +8,7 @@ PACKAGES=(
   postgresql mosquitto ffmpeg systemd chromium nftables
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+  freeradius-utils php-cli opennds iptables
 )
 
 missing=()
@@ -24,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "test peers: not root, cannot install ${missing[*]}; run 'sudo make test' or install them" >&2
   fi
+fi
+
+# openNDS is a test peer only (run inside namespaces by tests/test_gateway_opennds.py), never a
+# service of this machine: its package enables one.
+if [ "$(id -u)" -eq 0 ] && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled opennds >/dev/null 2>&1; then
+  systemctl disable --now opennds >/dev/null 2>&1 || true
 fi
 
 # PostgreSQL: start every installed cluster that is down.

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from appliance.storage.db import create_engine
 from appliance.storage.migrate import upgrade
 from tests import pg
+from tests.peers.smsc_standin import SmscStandIn
+from tests.peers.smsru_standin import SmsRuStandIn
 
 # ---------------------------------------------------------------------------------- storage ---
 # `db_url` runs a test on SQLite and on the machine's real PostgreSQL (tests/pg.py);
@@ -50,3 +52,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # ------------------------------------------------------------------------- end of storage ---
+
+
+# ---------------------------------------------------------------------------- sms stand-ins ---
+# Local stand-ins for SMS.ru and SMSC.ru (tests/peers/), one per test on 127.0.0.1. Point the
+# appliance at one with `[portal.sms]` = standin.sms_config(); read the code a guest was sent
+# with standin.last_code("+79991234567"); make it fail with standin.mode = "down" / "busy" / "slow".
+
+
+@pytest.fixture
+async def smsru_standin() -> AsyncIterator[SmsRuStandIn]:
+    async with SmsRuStandIn.running() as standin:
+        yield standin
+
+
+@pytest.fixture
+async def smsc_standin() -> AsyncIterator[SmscStandIn]:
+    async with SmscStandIn.running() as standin:
+        yield standin
+
+
+# --------------------------------------------------------------------- end of sms stand-ins ---

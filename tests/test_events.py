@@ -80,6 +80,46 @@ def test_event_starts_within_one_second_of_a_figure_entering() -> None:
     assert started_at - entered == timedelta(seconds=0.4)
 
 
+def _run(tracker: EventTracker, since_s: float, first_s: float, last_s: float) -> list[EventAction]:
+    """Motion frames at 15 fps from `first_s` to `last_s`, all resting on a run that began at `since_s`."""
+    count = round((last_s - first_s) * 15)
+    actions: list[EventAction] = []
+    for i in range(count + 1):
+        actions += tracker.update(s(first_s + i / 15), True, 0.5, [BOX], since=s(since_s))
+    return actions
+
+
+def test_min_motion_counts_from_the_start_of_the_detectors_run() -> None:
+    """The detector calls motion once its run is persistence_s old: the tracker's confirmation
+    overlaps that time instead of following it."""
+    tracker = EventTracker("kassa", EventSettings(min_motion_s=0.25, pre_roll_s=5))
+    feed(tracker, frames(0, 10, False))
+    actions = _run(tracker, 10.0, 10.0 + 4 / 15, 11)
+    (started,) = of_type(actions, EventStarted)
+    assert actions[0] is started, "the first motion frame starts the event"
+    assert started.start == s(10.0) and started.clip_from == s(5.0)
+    assert started.event_id == event_id_for("kassa", s(10.0))
+
+
+def test_a_longer_min_motion_still_counts_from_the_run_start() -> None:
+    tracker = EventTracker("kassa", EventSettings(min_motion_s=1.0))
+    feed(tracker, frames(0, 10, False))
+    started_at = [a for a in _run(tracker, 10.0, 10.0 + 4 / 15, 12) if isinstance(a, EventStarted)]
+    assert [a.start for a in started_at] == [s(10.0)]
+    tracker = EventTracker("kassa", EventSettings(min_motion_s=1.0))
+    feed(tracker, frames(0, 10, False))
+    assert of_type(_run(tracker, 10.0, 10.0 + 4 / 15, 10.0 + 14 / 15), EventStarted) == []
+
+
+def test_a_run_from_before_a_stall_is_not_counted() -> None:
+    tracker = EventTracker("kassa", EventSettings(min_motion_s=0.25, max_frame_gap_s=2))
+    feed(tracker, frames(0, 10, False))
+    # The next frame comes 3 s later (a decoder stall), still with the detector's old run.
+    assert tracker.update(s(13), True, 0.5, [BOX], since=s(10)) == []
+    (started,) = of_type(_run(tracker, 10.0, 13 + 1 / 15, 14), EventStarted)
+    assert started.start == s(13)
+
+
 def test_start_pre_roll_and_post_roll() -> None:
     tracker = EventTracker("kassa", EventSettings(pre_roll_s=5, post_roll_s=10, merge_gap_s=10))
     actions = feed(tracker, frames(0, 2, True) + frames(2.2, 20, False))

@@ -90,14 +90,14 @@ def _scene(name: str) -> Scene:
 
 
 @functools.cache
-def clip(name: str) -> Clip:
-    """A whole scene loop at the analysis size and rate, as the analysed stream would give it."""
+def clip(name: str, fps: int = FPS) -> Clip:
+    """A whole scene loop at the analysis size, at the analysis rate unless `fps` says otherwise."""
     scene = _scene(name)
     renderer = Renderer(scene, WIDTH, HEIGHT)
     frames = []
-    for i in range(round(scene.duration * FPS)):
-        f = renderer.frame(i, FPS)
-        frames.append(Frame(i / FPS, f.y, chroma_variance(f.u, f.v)))
+    for i in range(round(scene.duration * fps)):
+        f = renderer.frame(i, fps)
+        frames.append(Frame(i / fps, f.y, chroma_variance(f.u, f.v)))
     return tuple(frames)
 
 
@@ -231,7 +231,7 @@ def test_without_blur_area_and_persistence_night_noise_fires() -> None:
     naked = MotionSettings(
         blur_kernel=1,
         min_area=0.0,
-        persistence_frames=1,
+        persistence_s=0,
         # Noise this strong would otherwise keep the detector calibrating forever.
         calibrated_fraction=1.0,
         calibrated_max_boxes=100,
@@ -263,7 +263,7 @@ def _with_moth(frames: Clip, first: int, count: int) -> Clip:
 def test_a_moth_seen_for_two_frames_is_not_motion() -> None:
     frames = _with_moth(clip("night_noise"), 50, 2)
     assert motion_times(frames, run(frames)) == []
-    assert motion_times(frames, run(frames, MotionDetector(MotionSettings(persistence_frames=1)))) == [10.0, 10.2]
+    assert motion_times(frames, run(frames, MotionDetector(MotionSettings(persistence_s=0)))) == [10.0, 10.2]
 
 
 def test_motion_starts_on_the_persistence_frame() -> None:
@@ -608,10 +608,73 @@ def test_the_rate_gate_takes_five_frames_a_second(input_fps: int, jitter: float)
 
 
 def test_the_detector_asks_for_frames_at_its_rate() -> None:
-    detector = MotionDetector(MotionSettings(fps=2))
+    detector = MotionDetector(MotionSettings(fps=2, confirm_fps=2))
     frames = clip("store_day_person")  # 5 fps input
     taken = [f.t for f in frames if detector.wants(f.t) and detector.process(f.y, f.uv, f.t)]
     assert len(taken) == pytest.approx(2 * 20, abs=1)
+
+
+def _taken(frames: Clip, detector: MotionDetector) -> list[tuple[Frame, MotionResult]]:
+    return [(f, detector.process(f.y, f.uv, f.t)) for f in frames if detector.wants(f.t)]
+
+
+@pytest.mark.parametrize("name", ["store_day_person", "store_night_ir_person"])
+def test_a_run_is_confirmed_on_every_frame_and_within_a_third_of_a_second(name: str) -> None:
+    frames = clip(name, 15)
+    taken = _taken(frames, MotionDetector())
+    first = next(i for i, (_, r) in enumerate(taken) if r.boxes)
+    moving = next(i for i, (_, r) in enumerate(taken) if r.motion)
+    since = taken[first][0].t
+    confirmed = taken[moving][0].t
+    # Every frame of the stream from the run's first to the confirming one, not one in three...
+    assert [f.t for f, _ in taken[first : moving + 1]] == [f.t for f in frames if since <= f.t <= confirmed]
+    assert all(r.boxes and r.since == since for _, r in taken[first : moving + 1])
+    # ...for persistence_s (0.25 s: the fifth frame of a 15 fps stream), against 0.4 s and three frames before.
+    assert 0.25 <= confirmed - since < 0.25 + 1 / 15
+    assert moving - first + 1 == 5
+    assert since <= SCENES[name].figures[0].enters_at + 1 / FPS
+    # Confirmed, the detector is back at its own rate.
+    after = [f.t for f, _ in taken[moving:] if f.t < SCENES[name].figures[0].leaves_at]
+    assert np.diff(after).min() > 0.5 / FPS
+
+
+def test_confirmation_frames_teach_the_detector_nothing() -> None:
+    """The frames checked between the regular ones leave the background, the stretch and the
+    counters as they were: the regular frames give the same boxes and changes with or without them."""
+    frames = clip("store_day_person", 15)
+    grid = MotionDetector(MotionSettings(confirm_fps=FPS))
+    regular = [(f.t, r) for f in frames if grid.wants(f.t) and (r := grid.process(f.y, f.uv, f.t))]
+    dense = MotionDetector()
+    with_confirmations = dict((f.t, r) for f, r in _taken(frames, dense))
+    assert len(with_confirmations) > len(regular)
+    for t, r in regular:
+        d = with_confirmations[t]
+        assert (d.boxes, d.score, d.changed_fraction, d.calibrating) == (
+            r.boxes,
+            r.score,
+            r.changed_fraction,
+            r.calibrating,
+        )
+
+
+def test_a_global_change_during_confirmation_ends_the_run() -> None:
+    frames = list(clip("store_day_person", 15))
+    detector = MotionDetector()
+    taken = _taken(tuple(frames), detector)
+    first = next(i for i, (_, r) in enumerate(taken) if r.boxes)
+    # The frame after the run's first one goes dark, as if the light went off for a frame.
+    at = frames.index(taken[first][0]) + 1
+    dark = Frame(frames[at].t, (frames[at].y // 4).astype(np.uint8), frames[at].uv)
+    replay = MotionDetector()
+    results = [(f, replay.process(f.y, f.uv, f.t)) for f in (*frames[:at], dark) if replay.wants(f.t)]
+    assert results[-1][0] is dark, "the frame after a run's first is checked"
+    assert results[-1][1].boxes == () and results[-1][1].since is None and not results[-1][1].motion
+    assert not replay.confirming
+
+
+def test_confirm_fps_below_fps_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"confirm_fps \(2.0\) must not be below fps \(5.0\)"):
+        MotionSettings(confirm_fps=2)
 
 
 def test_the_rate_gate_restarts_after_a_gap() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from appliance.cameras.analyser import DECODER_OPTIONS, _planes
-from appliance.cameras.events import EndReason, EventEnded, EventSettings, EventTracker
+from appliance.cameras.events import EndReason, EventAction, EventEnded, EventSettings, EventStarted, EventTracker
 from appliance.cameras.motion import MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodedLoop, EncodeSettings, load_or_encode
@@ -29,9 +29,15 @@ from tests.simulator_support import cache_dir
 
 STREAM = EncodeSettings(SUB)
 """What the simulator serves as a camera's sub stream (and the daemon analyses)."""
-EVENTS = EventSettings(min_motion_s=0.4, merge_gap_s=3.0, post_roll_s=3.0, pre_roll_s=3.0)
+EVENTS = EventSettings(merge_gap_s=3.0, post_roll_s=3.0, pre_roll_s=3.0)
 ENTRY_LATENCY_S = 1.0
 """The requirement: an event starts within 1 s of a figure entering."""
+DECLARED_WITHIN_S = 0.55
+"""The benchmark's target is an event row 0.6 s after a figure enters (p95). Here, in stream time
+and without a pipeline, every event is declared within 0.55 s on every grid of analysed frames
+(0.33-0.47 s by day, 0.4-0.53 s under IR; before the confirmation overlapped and used every frame:
+0.87-1.07 s). The daemon adds a frame (FFmpeg's RTSP demuxer hands a frame over when the next one
+arrives), decoding and the database write."""
 LAST_SIGHT_S = 0.4
 """The figure's last sliver at the frame edge may be too small to count (two analysed frames)."""
 EPOCH = datetime(2025, 3, 1, 20, 0, tzinfo=UTC)
@@ -44,6 +50,8 @@ class Seen:
     start: float
     end: float
     reason: EndReason
+    declared: float
+    """When the tracker started the event (the frame that confirmed it)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,9 @@ def analyse(
     decoder.thread_count = 1
     detector = MotionDetector()
     tracker = EventTracker("sim", EVENTS)
-    actions = []
+    actions: list[EventAction] = []
     analysed = []
+    declared: dict[str, float] = {}
     shown = first
     for index in range(first, round(until_s * fps)):
         unit = loop.units[index % len(loop.units)]
@@ -98,9 +107,16 @@ def analyse(
             result = detector.process(np.ascontiguousarray(shrink(y, *size), np.uint8), chroma_variance(u, v), t)
             analysed.append((t, result))
             boxes = [(b.x0, b.y0, b.x1, b.y1) for b in result.boxes]
-            actions += tracker.update(EPOCH + timedelta(seconds=t), result.motion, result.score, boxes)
+            since = None if result.since is None else EPOCH + timedelta(seconds=result.since)
+            new = tracker.update(EPOCH + timedelta(seconds=t), result.motion, result.score, boxes, since)
+            declared.update((a.event_id, t) for a in new if isinstance(a, EventStarted))
+            actions += new
     actions += tracker.close(EPOCH + timedelta(seconds=shown / fps))
-    return analysed, [Seen(_seconds(a.start), _seconds(a.end), a.reason) for a in actions if isinstance(a, EventEnded)]
+    return analysed, [
+        Seen(_seconds(a.start), _seconds(a.end), a.reason, declared[a.event_id])
+        for a in actions
+        if isinstance(a, EventEnded)
+    ]
 
 
 def _until(join_s: float, duration: float) -> float:
@@ -148,6 +164,24 @@ def test_one_event_per_pass_of_the_figure(name: str, join_s: float, tmp_path_fac
 
 PHASES = range(round(STREAM.fps / MotionDetector().settings.fps))
 """Every grid of analysed frames: the first analysed frame 0, 1 or 2 frames after the keyframe."""
+
+
+@pytest.mark.parametrize("name", ["store_night_ir_person", "store_day_person"])
+def test_every_entry_is_an_event_within_half_a_second_on_every_grid(
+    name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    loop = _encoded(name, tmp_path_factory)
+    until = _until(0.0, SCENES[name].duration)
+    passes = _passes(name, 0.0, until)
+    for phase in PHASES:
+        events = analyse(loop, 0.0, until, phase)[1]
+        assert len(events) == len(passes), f"phase {phase}: passes {passes}, events {events}"
+        for seen, p in zip(events, passes, strict=True):
+            # The start is where the motion began: the first analysed frame after the figure showed
+            # (under IR its first sliver at the frame edge, 1/15 s after entering, is too faint).
+            first_sight = p.entry + 1 / STREAM.fps + 1 / MotionDetector().settings.fps
+            assert p.entry <= seen.start <= first_sight + 1e-6, (phase, p, seen)
+            assert seen.declared - p.entry <= DECLARED_WITHIN_S, (phase, p, seen)
 
 
 @pytest.mark.parametrize("name", ["light_switch", "ir_switch", "night_noise"])

@@ -88,3 +88,23 @@ def test_when_every_key_is_locked_the_oldest_lockout_is_dropped(clock: Clock) ->
 def test_nonsense_limits_are_refused(bad: tuple[int, float, float]) -> None:
     with pytest.raises(ValueError, match="rate limit"):
         Limit(*bad)
+
+
+def test_backoff_doubles_between_hits_and_the_window_forgets_it(clock: Clock) -> None:
+    rl = RateLimiter(Limit(max_hits=4, window_s=600, lockout_s=900, backoff_s=60), clock=clock)
+    assert rl.hit("k") is None
+    assert rl.retry_after("k") == pytest.approx(60)
+    # A hit while it must wait is refused and not counted.
+    assert rl.hit("k") == pytest.approx(60)
+    clock.now += 60
+    assert rl.retry_after("k") is None and rl.hit("k") is None
+    assert rl.retry_after("k") == pytest.approx(120)
+    clock.now += 120
+    assert rl.hit("k") is None
+    assert rl.retry_after("k") == pytest.approx(240)
+    clock.now += 240
+    assert rl.hit("k") == 900  # the fourth hit within the window: locked
+    clock.now += 900
+    assert rl.retry_after("k") is None and rl.hit("k") is None
+    clock.now += 600  # a quiet window: the pause starts small again
+    assert rl.hit("k") is None and rl.retry_after("k") == pytest.approx(60)

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import av
@@ -158,7 +158,8 @@ class Analyser:
             self.frames_analysed += 1
             result = self.motion.process(small, chroma_variance(u, v), ts)
             boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in result.boxes)
-            actions = self.tracker.update(t, result.motion, result.score, boxes)
+            since = None if result.since is None else t - timedelta(seconds=ts - result.since)
+            actions = self.tracker.update(t, result.motion, result.score, boxes, since)
         if result is None and not tamper:
             return
         snapshot = thumb = None

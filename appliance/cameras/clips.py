@@ -23,7 +23,7 @@ import hashlib
 import io
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -152,7 +152,10 @@ def open_source(store: FootageStore, source: str) -> Iterator[BinaryIO]:
 
 
 @dataclass
-class _Item:
+class ClipPacket:
+    """A packet with what muxing it into a clip needs. `source` numbers the segment (or the live
+    connection) it came from: each has a timeline of its own."""
+
     packet: VideoPacket
     params: StreamParams
     source: int
@@ -164,11 +167,12 @@ class _Item:
     B-frames are predicted from, later for the B-frames)."""
 
 
-def _same_stream(a: StreamParams, b: StreamParams) -> bool:
+def same_stream(a: StreamParams, b: StreamParams) -> bool:
+    """Whether packets of `a` and `b` can go into one MP4 (one sample entry) or one decoder."""
     return (a.codec, a.width, a.height, a.extradata) == (b.codec, b.width, b.height, b.extradata)
 
 
-def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetime]) -> Iterator[_Item]:
+def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetime]) -> Iterator[ClipPacket]:
     """The sources' video packets in order, with their UTC times. Stops before a source whose
     stream differs from the first (the camera's settings changed): one MP4 has one sample entry."""
     first: StreamParams | None = None
@@ -179,7 +183,7 @@ def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetim
             params = StreamParams(video)
             if first is None:
                 first = params
-            elif not _same_stream(first, params):
+            elif not same_stream(first, params):
                 log.warning(
                     "clip cut short: the camera's stream changed from %s to %s at %s",
                     first,
@@ -197,7 +201,7 @@ def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetim
                 # The segment's UTC start is its first (key)frame's presentation, which is also
                 # its first decoding slot.
                 origin = origin or (packet.pts, dts)
-                yield _Item(
+                yield ClipPacket(
                     packet,
                     params,
                     n,
@@ -207,11 +211,11 @@ def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetim
                 )
 
 
-def _select(items: Iterator[_Item], clip_from: datetime, clip_to: datetime) -> Iterator[_Item]:
+def _select(items: Iterator[ClipPacket], clip_from: datetime, clip_to: datetime) -> Iterator[ClipPacket]:
     """From the last keyframe at or before `clip_from` (or the first one after it, if the footage
     starts later) to the last packet decoded at or before `clip_to`, plus the B-frames decoded
     after that but shown before it (without them the last frames would have holes)."""
-    held: list[_Item] = []  # the group of pictures that holds clip_from, kept until the next keyframe
+    held: list[ClipPacket] = []  # the group of pictures that holds clip_from, kept until the next keyframe
     latest: datetime | None = None  # the newest picture chosen; None until the start is found
     for item in items:
         beyond = item.t_decode > clip_to
@@ -246,10 +250,11 @@ def _parse_creation_time(text: str | None) -> datetime | None:
         return None
 
 
-class _Remux:
-    """Packets of consecutive segments into one MP4, with timestamps continuous from 0."""
+class ClipMuxer:
+    """Packets of consecutive segments (or live connections) into one faststart MP4, with
+    timestamps continuous from 0. Blocking."""
 
-    def __init__(self, path: Path, first: _Item) -> None:
+    def __init__(self, path: Path, first: ClipPacket) -> None:
         self.first_frame_utc = first.t
         self.codec = first.params.codec
         self.time_base = first.time_base
@@ -274,7 +279,7 @@ class _Remux:
     def _ticks(self, value: int, time_base: Fraction) -> int:
         return round(value * time_base / self.time_base)
 
-    def write(self, item: _Item) -> None:
+    def write(self, item: ClipPacket) -> None:
         packet = item.packet
         dts = packet.dts if packet.dts is not None else packet.pts
         assert dts is not None and packet.pts is not None
@@ -304,7 +309,7 @@ class _Remux:
         self._out.close()
 
 
-def _publish(store: FootageStore, path: Path, key: str) -> tuple[str, int]:
+def publish(store: FootageStore, path: Path, key: str) -> tuple[str, int]:
     """Copy a scratch file into the store under `key` (partial, then finalised); (sha256, size)."""
     digest = hashlib.sha256()
     try:
@@ -341,10 +346,10 @@ def build_clip(
         raise ValueError(f"the clip ends ({clip_to.isoformat()}) before it starts ({clip_from.isoformat()})")
     with tempfile.TemporaryDirectory(prefix="clip-", dir=scratch_dir) as tmp:
         path = Path(tmp) / "clip.mp4"
-        remux: _Remux | None = None
+        remux: ClipMuxer | None = None
         try:
             for item in _select(_demux(store, sources, source_starts), clip_from, clip_to):
-                remux = remux or _Remux(path, item)
+                remux = remux or ClipMuxer(path, item)
                 remux.write(item)
         finally:
             if remux is not None:
@@ -353,7 +358,7 @@ def build_clip(
             raise NoFootage(
                 f"no picture between {clip_from.isoformat()} and {clip_to.isoformat()} in {len(sources)} segment(s)"
             )
-        sha256, size = _publish(store, path, out_key)
+        sha256, size = publish(store, path, out_key)
     return ClipInfo(out_key, sha256, size, remux.duration_s, remux.first_frame_utc, remux.codec)
 
 
@@ -387,6 +392,72 @@ def _even(value: float) -> int:
     return max(2, round(value / 2) * 2)
 
 
+class RenditionEncoder:
+    """Decoded pictures into a faststart H.264 MP4 at most `width` px wide (blocking): what browsers
+    without H.265 play. Opened at the first picture, whose size sets the output's."""
+
+    def __init__(
+        self,
+        path: Path,
+        first_frame_utc: datetime,
+        time_base: Fraction,
+        rate: Fraction | None = None,
+        width: int = RENDITION_WIDTH,
+        threads: int = RENDITION_THREADS,
+    ) -> None:
+        self.path = path
+        self.first_frame_utc = first_frame_utc
+        self.time_base = time_base
+        self.frames = 0
+        self._rate = rate
+        self._width = width
+        self._threads = threads
+        self._out: OutputContainer | None = None
+        self._stream: VideoStream | None = None
+        self._size = (0, 0)
+        self._end = 0
+
+    def _open(self, in_w: int, in_h: int) -> None:
+        out_w = _even(min(self._width, in_w))
+        self._size = (out_w, _even(in_h * out_w / in_w))
+        out = av.open(str(self.path), "w", format="mp4", options=CLIP_MP4_OPTIONS)
+        out.metadata["creation_time"] = creation_time(self.first_frame_utc)
+        stream = out.add_stream("libx264", rate=self._rate)
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = self.time_base
+        stream.codec_context.thread_count = self._threads
+        stream.codec_context.options = {**RENDITION_X264_OPTIONS, "threads": str(self._threads)}
+        self._out, self._stream = out, stream
+
+    def add(self, frame: av.VideoFrame, pts: int, duration: int) -> None:
+        """A picture shown at `pts` for `duration` (in `time_base`, from the first picture's 0)."""
+        if self._out is None or self._stream is None:
+            self._open(frame.width, frame.height)
+        out, stream = self._out, self._stream
+        assert out is not None and stream is not None
+        width, height = self._size
+        scaled = frame.reformat(width=width, height=height, format="yuv420p", interpolation=RENDITION_SCALER)
+        scaled.pts, scaled.time_base = pts, self.time_base
+        self._end = max(self._end, pts + duration)
+        out.mux(stream.encode(scaled))
+        self.frames += 1
+
+    @property
+    def width(self) -> int:
+        return self._size[0]
+
+    def close(self) -> float:
+        """Flush and finish the file (moving its index to the front); its duration in seconds."""
+        if self._out is not None and self._stream is not None:
+            try:
+                self._out.mux(self._stream.encode())
+            finally:
+                self._out.close()
+                self._out = None
+        return float(self._end * self.time_base)
+
+
 def h264_rendition(
     store: FootageStore,
     clip_key: str,
@@ -407,41 +478,31 @@ def h264_rendition(
         av.open(f, "r") as src,
     ):
         assert isinstance(src, InputContainer)
-        path = Path(tmp) / "rendition.mp4"
         video = src.streams.video[0]
         video.codec_context.thread_count = threads
         time_base = video.time_base
         assert time_base is not None
-        in_w, in_h = video.codec_context.width, video.codec_context.height
-        out_w = _even(min(width, in_w))
-        out_h = _even(in_h * out_w / in_w)
         first_utc = first_frame_utc or _parse_creation_time(src.metadata.get("creation_time"))
         if first_utc is None:
             raise ValueError(f"clip {clip_key!r} has no creation_time: make clips with build_clip")
         frame_s = 1 / video.average_rate if video.average_rate else Fraction(FALLBACK_FRAME_S)
         frame_ticks = max(1, round(frame_s / time_base))
+        encoder = RenditionEncoder(
+            Path(tmp) / "rendition.mp4", first_utc, time_base, video.average_rate, width, threads
+        )
         origin: int | None = None
-        end = 0
-        with av.open(str(path), "w", format="mp4", options=CLIP_MP4_OPTIONS) as out:
-            out.metadata["creation_time"] = creation_time(first_utc)
-            stream = out.add_stream("libx264", rate=video.average_rate)
-            stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
-            stream.codec_context.time_base = time_base
-            stream.codec_context.thread_count = threads
-            stream.codec_context.options = {**RENDITION_X264_OPTIONS, "threads": str(threads)}
+        try:
             for frame in src.decode(video):
                 if frame.pts is None:
                     continue
                 origin = frame.pts if origin is None else origin
-                scaled = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation=RENDITION_SCALER)
-                scaled.pts, scaled.time_base = frame.pts - origin, time_base
-                end = max(end, scaled.pts + (frame.duration or frame_ticks))
-                out.mux(stream.encode(scaled))
-            out.mux(stream.encode())
-        if origin is None:
+                encoder.add(frame, frame.pts - origin, frame.duration or frame_ticks)
+        finally:
+            duration = encoder.close()
+        if not encoder.frames:
             raise NoFootage(f"clip {clip_key!r} holds no picture")
-        sha256, size = _publish(store, path, out_key)
-    return ClipInfo(out_key, sha256, size, float(end * time_base), first_utc, "h264")
+        sha256, size = publish(store, encoder.path, out_key)
+    return ClipInfo(out_key, sha256, size, duration, first_utc, "h264")
 
 
 # ----------------------------------------------------------------------------- service ---
@@ -475,10 +536,16 @@ class ClipService:
         # Transcoding is the one CPU-heavy step here: one at a time, whatever the number of cameras.
         self._transcode = asyncio.Semaphore(1)
 
-    async def on_event_ended(self, action: EventEnded) -> ClipInfo | None:
+    async def on_event_ended(
+        self, action: EventEnded, rendition: Awaitable[ClipInfo | None] | None = None
+    ) -> ClipInfo | None:
         """Make the event's clip; None (and an error logged) when there is no footage for it or
-        building it failed. Never raises, except when cancelled."""
+        building it failed. Never raises, except when cancelled.
+
+        `rendition`: the event's H.264 rendition made live (renditions.py), for an H.265 clip;
+        when it gives None or fails, the clip is transcoded instead. Without a clip it is deleted."""
         where = {"camera": action.camera_id, "event_id": action.event_id}
+        made = False
         try:
             rows, covered = await self._wait_for_footage(action)
             if covered is None:
@@ -500,12 +567,17 @@ class ClipService:
                     (action.clip_to - covered).total_seconds(),
                     extra=where,
                 )
-            return await self._make(action, rows)
+            clip = await self._make(action, rows, rendition)
+            made = True
+            return clip
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("no clip for event %s: making or recording it failed", action.event_id, extra=where)
             return None
+        finally:
+            if rendition is not None and not made:
+                await self._discard(rendition)
 
     async def _wait_for_footage(self, action: EventEnded) -> tuple[list[Segment], datetime | None]:
         """The segments of the clip's range once footage reaches `clip_to`, or when the wait is
@@ -529,7 +601,9 @@ class ClipService:
                 return end
         return None
 
-    async def _make(self, action: EventEnded, rows: Sequence[Segment]) -> ClipInfo:
+    async def _make(
+        self, action: EventEnded, rows: Sequence[Segment], live: Awaitable[ClipInfo | None] | None
+    ) -> ClipInfo:
         key = clip_key(action.camera_id, action.event_id, action.start)
         # A partial clip left by a crash would block the key; it never was evidence.
         await asyncio.to_thread(self.store.abort, key)
@@ -546,7 +620,9 @@ class ClipService:
         )
         await self.ledger.append(action.camera_id, "clip", clip.key, clip.sha256, clip.size, clip.first_frame_utc)
         await self.events.clip_ready(action.event_id, clip)
-        rendition_key = await self._rendition(action, clip) if clip.codec == "hevc" else None
+        rendition_key = await self._rendition(action, clip, live) if clip.codec == "hevc" else None
+        if clip.codec != "hevc" and live is not None:
+            await self._discard(live)
         self.bus.publish(ClipReady(action.event_id, action.camera_id, clip.key, rendition_key, clip.sha256))
         log.info(
             "clip of event %s ready: %.1f s",
@@ -556,8 +632,23 @@ class ClipService:
         )
         return clip
 
-    async def _rendition(self, action: EventEnded, clip: ClipInfo) -> str | None:
-        """The H.264 rendition's key; None if it failed (alerts then carry the H.265 clip)."""
+    async def _rendition(
+        self, action: EventEnded, clip: ClipInfo, live: Awaitable[ClipInfo | None] | None
+    ) -> str | None:
+        """The H.264 rendition's key: the one made live, or else a transcode of the clip; None if
+        both failed (alerts then carry the H.265 clip)."""
+        where = {"camera": action.camera_id, "event_id": action.event_id}
+        if live is not None:
+            try:
+                made = await live
+            except Exception:
+                log.exception(
+                    "the live rendition of event %s failed; transcoding the clip", action.event_id, extra=where
+                )
+                made = None
+            if made is not None:
+                await self.events.rendition_ready(action.event_id, made.key)
+                return made.key
         key = clip_key(action.camera_id, action.event_id, action.start, rendition=True)
         try:
             await asyncio.to_thread(self.store.abort, key)
@@ -576,7 +667,14 @@ class ClipService:
             log.exception(
                 "no H.264 rendition for event %s: browsers without H.265 cannot play its clip",
                 action.event_id,
-                extra={"camera": action.camera_id, "event_id": action.event_id},
+                extra=where,
             )
             return None
         return key
+
+    async def _discard(self, live: Awaitable[ClipInfo | None]) -> None:
+        """A live rendition nobody will record: its file goes."""
+        with contextlib.suppress(Exception):
+            made = await live
+            if made is not None:
+                await asyncio.to_thread(self.store.delete, made.key)

@@ -12,7 +12,10 @@ The life of an event, with the default settings:
                ▲          │ a quiet frame or a stall                 │ motion again: same event
                └──────────┘                                          │ longer than max_event_s: split
 
-An event's `start` is its first motion frame and its `end` its last one; the clip adds the
+`min_motion_s` is counted from the first frame of the detector's run of moving frames (`since`,
+see `MotionResult.since`), not from the first frame the detector calls motion: the detector's
+persistence and the event's confirmation overlap rather than add up, and an event's `start` is
+the frame where the motion began. An event's `end` is its last motion frame; the clip adds the
 pre-roll before (footage the recorder already holds, so frames before the trigger are in it) and
 the post-roll after. The arming schedule only decides whether an event alerts: events and
 recording happen at any hour, what is kept follows the camera's retention mode.
@@ -40,15 +43,15 @@ every frame until the clock catches up again."""
 class EventSettings:
     """The tunables of the event state machine, one set per camera.
 
-    `min_motion_s` = 0.4: at the default analysis rate of 5 fps frames are 0.2 s apart, so an
-    event needs motion in three consecutive frames. One- and two-frame blips (a light flicker, an
-    IR switch frame, a compression glitch) never become events, while a person walking in is
-    declared 0.4 s after the first moving frame, leaving 0.6 s for decoding and detection within
-    the one-second budget between a figure entering and its event starting.
+    `min_motion_s` = 0.25, the motion detector's default `persistence_s`: counted from the first
+    frame of the detector's run, it adds nothing to the detector's confirmation (blobs in every
+    frame for 0.25 s, about five frames of a 15 fps stream), so a person walking in is an event
+    about half a second after entering. Raise it to alert only on motion that lasts.
     """
 
-    min_motion_s: float = 0.4
-    """Motion must be seen continuously this long (first to last moving frame) before an event starts."""
+    min_motion_s: float = 0.25
+    """Motion must be seen continuously this long (from the first frame of the detector's run to
+    the current frame) before an event starts."""
     pre_roll_s: float = 5.0
     """Footage kept before the first motion frame (`clip_from` = start - pre_roll_s)."""
     post_roll_s: float = 10.0
@@ -351,8 +354,17 @@ class EventTracker:
     def active_event_id(self) -> str | None:
         return self._event.event_id if self._event else None
 
-    def update(self, t: datetime, motion: bool, score: float, boxes: Sequence[Box] = ()) -> list[EventAction]:
-        """One analysed frame at `t` (aware; converted to UTC). Returns the actions, in order."""
+    def update(
+        self,
+        t: datetime,
+        motion: bool,
+        score: float,
+        boxes: Sequence[Box] = (),
+        since: datetime | None = None,
+    ) -> list[EventAction]:
+        """One analysed frame at `t` (aware; converted to UTC). `since`: where the detector's run of
+        moving frames that `motion` rests on began (`MotionResult.since`); without it, the run is
+        taken to begin at the first frame passed with `motion`. Returns the actions, in order."""
         t = _aware(t, "frame time")
         actions: list[EventAction] = []
         if self._last_frame is not None and t <= self._last_frame:
@@ -369,8 +381,10 @@ class EventTracker:
             self._candidate_since = None
         else:
             stalled = self._last_frame is not None and t - self._last_frame > self._max_frame_gap
-            if self._candidate_since is None or stalled:
-                self._candidate_since = t
+            if stalled:
+                self._candidate_since = t  # a run from before the stall was not observed throughout
+            elif self._candidate_since is None:
+                self._candidate_since = t if since is None else _aware(since, "since")
             if t - self._candidate_since >= self._min_motion:
                 actions += self._begin(self._candidate_since, self._candidate_since - self._pre_roll, t, score, boxes)
                 self._candidate_since = None

@@ -10,8 +10,10 @@ switch, exposure jump), a jump of the colour variance (the camera's colour/IR sw
 tripped preclusive patch sends the detector back to calibration for a settle time; the stretch
 cancels exposure pumping and daylight fading; a blob that stands still (the ghost of someone the
 background learned while calibrating) becomes background after `ghost_after_frames`; a frame
-counts as motion only after blobs were seen in `persistence_frames` analysed frames in a row
-(sensor noise, a moth's single frame).
+counts as motion only after blobs were seen in every analysed frame for `persistence_s` (sensor
+noise, a moth's single frame). While such a run is being confirmed the detector asks for every
+frame (`confirm_fps`) rather than one in three, so confirmation takes a quarter of a second of
+many frames instead of most of a second of a few.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ noise makes in a frame."""
 HISTOGRAM_STEP = 16
 """The contrast percentiles are read from every 16th pixel in raster order: 3,600 samples at
 320×180 place them as well as all pixels do, at a sixteenth of the cost."""
+TIME_TOLERANCE_S = 1e-6
+"""Frame times are sums of float steps: 10.4 - 10.0 must count as the 0.4 s it stands for."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,16 @@ class MotionResult:
     boxes: tuple[Box, ...]
     """Kept blobs' bounding boxes, in frame fractions; empty while calibrating."""
     motion: bool
-    """Blobs were kept in at least `persistence_frames` analysed frames in a row."""
+    """Blobs were kept in every analysed frame for at least `persistence_s` (see `since`)."""
     calibrating: bool
     reason: Reason | None
     """Why the detector is calibrating, None when it is not."""
     changed_fraction: float
     """Fraction of the watched frame (without masks) over the threshold: the global-change signal."""
+    since: float | None = None
+    """Time of the first frame of the unbroken run of frames with kept blobs that this frame ends;
+    None when this frame has none. The event layer counts its minimum duration from here, so that
+    the detector's persistence and the event's confirmation overlap instead of adding up."""
 
 
 def chroma_variance(u: Luma, v: Luma, stride: int = 2) -> float:
@@ -215,13 +223,21 @@ class MotionDetector:
         self._black: tuple[int, MatLike] | None = None
         self._chroma: float | None = None
         self._gate = RateGate(self.settings.fps)
+        self._confirm_gate = RateGate(self.settings.confirm_fps)
         self._reason: Reason | None = Reason.STARTUP
         self._settle_until = -math.inf
-        self._streak = 0
+        self._run_since: float | None = None
+        self._moving = False
+
+    @property
+    def confirming(self) -> bool:
+        """A run of frames with blobs has begun and is not yet `persistence_s` long."""
+        return self._run_since is not None and not self._moving
 
     def wants(self, t: float) -> bool:
-        """Whether a frame at `t` (seconds) is due at `settings.fps`; skip the frames in between."""
-        return self._gate.due(t)
+        """Whether a frame at `t` (seconds) is due: at `settings.fps`, or at `confirm_fps` while a
+        run is being confirmed; skip the frames in between."""
+        return self._gate.due(t) or (self.confirming and self._confirm_gate.due(t))
 
     def process(self, y_plane: Luma, uv_variance: float | None, t: float) -> MotionResult:
         """Analyse one frame: `y_plane` the luma (uint8 H×W), `uv_variance` from `chroma_variance`
@@ -235,6 +251,8 @@ class MotionDetector:
                 self._reason = Reason.RESTART
             self._input_shape = (y_plane.shape[0], y_plane.shape[1])
             geo = self._geometry = self._build_geometry(y_plane.shape[1], y_plane.shape[0])
+        elif self.confirming and not self._gate.due(t):
+            return self._confirm(y_plane, uv_variance, t, geo)
         s = self.settings
         self._gate.take(t)
 
@@ -250,12 +268,7 @@ class MotionDetector:
             self._chroma = uv_variance
             return MotionResult(0.0, (), False, True, self._reason, 0.0)
 
-        diff = cv2.absdiff(frame, cv2.convertScaleAbs(self._background))
-        changed = cv2.threshold(diff, s.threshold - 1, 255, cv2.THRESH_BINARY)[1]
-        if self.masks:
-            changed = cv2.bitwise_and(changed, geo.watched)
-        changed_fraction = cv2.countNonZero(changed) / geo.watched_px
-
+        diff, changed, changed_fraction = self._changes(frame, geo)
         trigger = self._global_trigger(changed, changed_fraction, uv_variance, geo)
         if trigger is not None:
             # Start again from this picture: blending the old scene out at the calibration rate
@@ -264,9 +277,7 @@ class MotionDetector:
             self._settle_until = t + s.settle_s
             self._background[:] = frame
 
-        grown = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
-        blobs = cv2.bitwise_and(grown, geo.counted) if geo.counted is not None else grown
-        boxes, area = self._blobs(blobs, diff, geo)
+        grown, boxes, area = self._kept(changed, diff, geo)
 
         if (
             self._reason is not None
@@ -280,18 +291,62 @@ class MotionDetector:
         self._learn(frame, changed, grown, changed_fraction, calibrating, geo)
         self._previous = frame
 
-        score = 0.0 if calibrating else area / geo.counted_px
         if calibrating:
-            boxes = ()
-        self._streak = self._streak + 1 if boxes and score > s.min_score else 0
+            return self._verdict(t, (), 0.0, changed_fraction)
+        return self._verdict(t, boxes, area / geo.counted_px, changed_fraction)
+
+    def _confirm(self, y_plane: Luma, uv_variance: float | None, t: float, geo: _Geometry) -> MotionResult:
+        """A frame between the regular ones while a run is being confirmed: compared with the
+        background like any frame, but nothing is learned from it, so the background, the stretch
+        and the per-pixel counters evolve at `fps` whatever the confirmations."""
+        s = self.settings
+        frame = self._normalise(shrink(y_plane, geo.width, geo.height), geo, learn=False)
+        if s.blur_kernel > 1:
+            frame = cv2.GaussianBlur(frame, (s.blur_kernel, s.blur_kernel), 0)
+        diff, changed, changed_fraction = self._changes(frame, geo)
+        if self._global_trigger(changed, changed_fraction, uv_variance, geo, learn=False) is not None:
+            # No evidence either way: the next regular frame recalibrates, and the run is over.
+            return self._verdict(t, (), 0.0, changed_fraction)
+        _, boxes, area = self._kept(changed, diff, geo)
+        return self._verdict(t, boxes, area / geo.counted_px, changed_fraction)
+
+    def _verdict(self, t: float, boxes: tuple[Box, ...], score: float, changed_fraction: float) -> MotionResult:
+        """The result of a frame with these kept blobs: motion once the run they continue is long enough."""
+        s = self.settings
+        if not (boxes and score > s.min_score):
+            self._run_since = None
+        elif self._run_since is None:
+            self._run_since = t
+        self._moving = self._run_since is not None and t - self._run_since >= s.persistence_s - TIME_TOLERANCE_S
+        self._confirm_gate.take(t)
         return MotionResult(
             score=score,
             boxes=boxes,
-            motion=self._streak >= s.persistence_frames,
-            calibrating=calibrating,
+            motion=self._moving,
+            calibrating=self._reason is not None,
             reason=self._reason,
             changed_fraction=changed_fraction,
+            since=self._run_since,
         )
+
+    def _changes(self, frame: MatLike, geo: _Geometry) -> tuple[MatLike, MatLike, float]:
+        """The difference from the background, the pixels over the threshold (0/255, masks cleared),
+        and their fraction of the watched frame."""
+        assert self._background is not None
+        s = self.settings
+        diff = cv2.absdiff(frame, cv2.convertScaleAbs(self._background))
+        changed = cv2.threshold(diff, s.threshold - 1, 255, cv2.THRESH_BINARY)[1]
+        if self.masks:
+            changed = cv2.bitwise_and(changed, geo.watched)
+        return diff, changed, cv2.countNonZero(changed) / geo.watched_px
+
+    def _kept(self, changed: MatLike, diff: MatLike, geo: _Geometry) -> tuple[MatLike, tuple[Box, ...], float]:
+        """The dilated changes, and the boxes and total area of the blobs that count."""
+        s = self.settings
+        grown = cv2.dilate(changed, DILATE_KERNEL, iterations=s.dilate_iterations) if s.dilate_iterations else changed
+        blobs = cv2.bitwise_and(grown, geo.counted) if geo.counted is not None else grown
+        boxes, area = self._blobs(blobs, diff, geo)
+        return grown, boxes, area
 
     def _build_geometry(self, in_width: int, in_height: int) -> _Geometry:
         s = self.settings
@@ -323,15 +378,18 @@ class MotionDetector:
             ones=np.ones((height, width), dtype=np.uint8),
         )
 
-    def _normalise(self, small: MatLike, geo: _Geometry) -> MatLike:
+    def _normalise(self, small: MatLike, geo: _Geometry, *, learn: bool = True) -> MatLike:
         """Stretch the luma between two percentiles, averaged over recent frames.
 
         Compensates exposure pumping, daylight fading and a dimmed picture: a figure is as
-        different from the background at dusk as at noon.
+        different from the background at dusk as at noon. Without `learn` the frame is stretched
+        by the current limits and does not move them.
         """
         s = self.settings
         if not s.contrast_stretch:
             return small
+        if not learn and self._stretch is not None:
+            return self._stretched(small, geo)
         sample = np.asarray(small).reshape(-1)[::HISTOGRAM_STEP]
         values = sample[geo.sample_watched] if geo.sample_watched is not None else sample
         cumulative = np.cumsum(np.bincount(values, minlength=256))
@@ -344,6 +402,11 @@ class MotionDetector:
             a = s.contrast_alpha
             old_low, old_high = self._stretch
             self._stretch = (old_low + a * (low - old_low), old_high + a * (high - old_high))
+        return self._stretched(small, geo)
+
+    def _stretched(self, small: MatLike, geo: _Geometry) -> MatLike:
+        s = self.settings
+        assert self._stretch is not None
         lo, hi = self._stretch
         spread = max(hi - lo, float(s.contrast_min_range))
         black = (lo + hi - spread) / 2
@@ -359,16 +422,24 @@ class MotionDetector:
         return cv2.convertScaleAbs(cv2.subtract(small, self._black[1]), alpha=gain, beta=(whole - black) * gain)
 
     def _global_trigger(
-        self, changed: MatLike, changed_fraction: float, uv_variance: float | None, geo: _Geometry
+        self,
+        changed: MatLike,
+        changed_fraction: float,
+        uv_variance: float | None,
+        geo: _Geometry,
+        *,
+        learn: bool = True,
     ) -> Reason | None:
-        """Why this frame is a global change (the light, the IR switch), or None."""
+        """Why this frame is a global change (the light, the IR switch), or None. Without `learn`
+        the recent colour variance is left as it is."""
         s = self.settings
-        if uv_variance is not None:
-            if self._chroma is not None:
-                ratio = (uv_variance + s.chroma_floor) / (self._chroma + s.chroma_floor)
-                if not 1 / s.chroma_jump_ratio < ratio < s.chroma_jump_ratio:
+        if uv_variance is not None and self._chroma is not None:
+            ratio = (uv_variance + s.chroma_floor) / (self._chroma + s.chroma_floor)
+            if not 1 / s.chroma_jump_ratio < ratio < s.chroma_jump_ratio:
+                if learn:
                     self._chroma = uv_variance
-                    return Reason.CHROMA_SWITCH
+                return Reason.CHROMA_SWITCH
+        if uv_variance is not None and learn:
             self._chroma = (
                 uv_variance if self._chroma is None else self._chroma + s.chroma_alpha * (uv_variance - self._chroma)
             )

@@ -42,7 +42,7 @@ class MotionSettings(BaseModel):
         gt=0,
         le=15,
         description="Analysed frames per second; the caller feeds frames when `MotionDetector.wants(t)`. "
-        "Persistence and absorption counts below are in analysed frames.",
+        "Absorption and ghost counts below are in these analysed frames.",
     )
     width: int = Field(
         320,
@@ -149,11 +149,21 @@ class MotionSettings(BaseModel):
         le=10000,
         description="Pixels (at the analysis size) of a blob's core, see `core_ratio`; 0 turns the check off.",
     )
-    persistence_frames: int = Field(
-        3,
-        ge=1,
-        le=50,
-        description="Analysed frames in a row with motion before `motion` turns true (noise, insects).",
+    persistence_s: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description="Blobs must be kept in every analysed frame of a run at least this long (first to last "
+        "frame of the run) before `motion` turns true (noise, insects). 0: the first frame with blobs moves.",
+    )
+    confirm_fps: float = Field(
+        15.0,
+        gt=0,
+        le=60,
+        description="Analysed frames per second while a run of frames with blobs is being confirmed (from "
+        "its first frame until `persistence_s` has passed): the frames between the regular ones are "
+        "checked too, against the background and without learning from them, so a run is confirmed "
+        "by many frames in a short time. Never below `fps`.",
     )
     global_change_fraction: float = Field(
         0.5,
@@ -218,6 +228,8 @@ class MotionSettings(BaseModel):
             raise ValueError(f"blur_kernel must be odd, got {self.blur_kernel}")
         if self.background_alpha > self.background_alpha_calibrating:
             raise ValueError("background_alpha must not exceed background_alpha_calibrating")
+        if self.confirm_fps < self.fps:
+            raise ValueError(f"confirm_fps ({self.confirm_fps}) must not be below fps ({self.fps})")
         return self
 
 

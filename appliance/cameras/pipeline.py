@@ -1,8 +1,9 @@
 """One camera, end to end: streams in, segments and events out.
 
     main stream ──pump──► fanout ──► recorder ──► segments (index, evidence chain, motion heatmap)
-                                 └─► analyser (when there is no sub stream)
+                                 └─► analyser, renditions (when there is no sub stream)
     sub stream  ──pump──► fanout ──► analyser ──► events (store, bus, clip) and tamper events
+                                 └─► renditions (H.264 copies of an H.265 camera's events, made live)
 
 Each stream is opened once (cheap cameras allow two to four RTSP sessions) and every piece is a
 separate supervised component, so a crashed analyser restarts without a gap in the recording.
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from appliance.bus import EventBus
 from appliance.cameras.analyser import Analyser, Analysis
-from appliance.cameras.clips import ClipService
+from appliance.cameras.clips import ClipInfo, ClipService
 from appliance.cameras.events import EventEnded, EventStarted, EventTracker, PeakChanged, event_id_for
 from appliance.cameras.fanout import StreamFanout
 from appliance.cameras.ingest import ReconnectPolicy, run_stream
@@ -38,13 +39,14 @@ from appliance.cameras.messages import (
 )
 from appliance.cameras.motion import MotionDetector, MotionHeatmap, MotionResult
 from appliance.cameras.recorder import Recorder
+from appliance.cameras.renditions import LiveRenditions, Transcoder
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.cameras.tamper import TamperDetector, TamperEvent
 from appliance.cameras.uncancelled import uncancelled
 from appliance.config import CameraConfig
 from appliance.evidence.ledger import EvidenceLedger
 from appliance.storage.events import EventStore
-from appliance.storage.footage import FootageStore
+from appliance.storage.footage import FootageStore, clip_key
 from appliance.storage.segments import SegmentIndex, SegmentInfo
 from appliance.supervisor import StopStage
 
@@ -55,6 +57,10 @@ Component = Callable[[], Awaitable[None]]
 OFFLINE_POLL_S: Final = 1.0
 ANALYSER_STOP_S: Final = 5.0
 """How long a stopping analyser may take to finish the frame in hand and close its events."""
+RENDITION_POLL_S: Final = 1.0
+"""How often a camera whose main stream is not (yet) known to be H.265 is looked at again."""
+RENDITION_STOP_S: Final = 5.0
+"""How long stopping renditions may take to publish those whose end was reached."""
 MOTION_MEMORY_S: Final = 120.0
 """Analysed results kept to build each finished segment's heatmap: a segment is at most 60 s,
 and its hook runs seconds after it ends."""
@@ -74,6 +80,7 @@ class PipelineDeps:
     timezone: ZoneInfo
     segment_seconds: float
     min_free_bytes: int
+    transcoder: Transcoder
 
 
 class CameraPipeline:
@@ -87,6 +94,7 @@ class CameraPipeline:
         self._clip_tasks: set[asyncio.Task[object]] = set()
         self._tamper_events: dict[str, str] = {}
         self._offline_event: str | None = None
+        self._renditions: LiveRenditions | None = None
 
     def components(self) -> list[tuple[str, Component, StopStage]]:
         """The supervised pieces, each with its shutdown stage: the recorder outlives the pumps, so
@@ -99,6 +107,8 @@ class CameraPipeline:
             (f"camera:{cid}:recorder", self._record, StopStage.RECORDERS),
             (f"camera:{cid}:analyser", self._analyse, StopStage.SOURCES),
             (f"camera:{cid}:health", self._watch_offline, StopStage.SOURCES),
+            # With the recorders: an event closed at shutdown still gets its rendition's tail.
+            (f"camera:{cid}:renditions", self._render, StopStage.RECORDERS),
         ]
         if self.sub is not None and self.cam.sub_url:
             sub = partial(run_stream, self.cam, self.cam.sub_url, self.sub, None, self.policy)
@@ -132,6 +142,55 @@ class CameraPipeline:
                 heatmap.add(result)
                 moved = moved or result.motion
         await self.deps.index.mark_motion(info.key, moved, heatmap.to_bytes())
+
+    # -------------------------------------------------------------- renditions ---
+
+    def _h265(self) -> bool:
+        params = self.main.params
+        return params is not None and params.codec == "hevc"
+
+    async def _render(self) -> None:
+        """H.264 renditions of this camera's events while they happen, once its main stream is H.265."""
+        # The stream's pump thread sets the parameters at connect; there is nothing to wait on.
+        while not self._h265():  # noqa: ASYNC110
+            await asyncio.sleep(RENDITION_POLL_S)
+        loop = asyncio.get_running_loop()
+        fanout = self.sub or self.main
+        sub = fanout.subscribe("renditions")
+        events = self.cam.events
+        renditions = LiveRenditions(
+            self.cam.id,
+            sub,
+            self.deps.store,
+            self.deps.transcoder,
+            pre_roll_s=events.pre_roll_s,
+            hold_s=max(0.0, events.merge_gap_s - events.post_roll_s),
+            max_open_s=events.max_event_s + events.post_roll_s + events.merge_gap_s + RENDITION_STOP_S,
+            wanted=self._h265,
+        )
+        ended: asyncio.Future[None] = loop.create_future()
+        body = partial(_run_then_settle, renditions.run, loop, ended)
+        threading.Thread(target=body, name=f"renditions-{self.cam.id}", daemon=True).start()
+        self._renditions = renditions
+        try:
+            await asyncio.shield(ended)
+            raise RuntimeError(f"the renditions thread of camera {self.cam.id!r} ended; see the log")
+        finally:
+            self._renditions = None
+            renditions.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ended), RENDITION_STOP_S)
+            fanout.unsubscribe(sub)
+
+    def _open_rendition(self, action: EventStarted) -> None:
+        if self._renditions is not None:
+            key = clip_key(self.cam.id, action.event_id, action.start, rendition=True)
+            self._renditions.open(action.event_id, key, action.clip_from)
+
+    def _close_rendition(self, action: EventEnded) -> asyncio.Future[ClipInfo | None] | None:
+        if self._renditions is None:
+            return None
+        return asyncio.wrap_future(self._renditions.close(action.event_id, action.clip_to))
 
     # ---------------------------------------------------------------- analysis ---
 
@@ -173,6 +232,7 @@ class CameraPipeline:
             self._recent.popleft()
         for action in a.actions:
             if isinstance(action, EventStarted):
+                self._open_rendition(action)
                 await self.deps.events.started(action, snapshot=a.snapshot, thumbnail=a.thumbnail)
                 self.deps.bus.publish(
                     EventOpened(
@@ -186,7 +246,8 @@ class CameraPipeline:
                 self.deps.bus.publish(
                     EventClosed(self.cam.id, action.event_id, "motion", action.start, action.end, str(action.reason))
                 )
-                task = asyncio.create_task(self.deps.clips.on_event_ended(action), name=f"clip-{action.event_id}")
+                clip = self.deps.clips.on_event_ended(action, self._close_rendition(action))
+                task = asyncio.create_task(clip, name=f"clip-{action.event_id}")
                 self._clip_tasks.add(task)
                 task.add_done_callback(self._clip_tasks.discard)
         for tamper in a.tamper:

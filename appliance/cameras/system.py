@@ -19,6 +19,7 @@ from appliance.cameras.clips import ClipService
 from appliance.cameras.pipeline import CameraPipeline, Component, PipelineDeps, record_segment
 from appliance.cameras.reconcile import reconcile
 from appliance.cameras.recorder import MIN_FREE_BYTES
+from appliance.cameras.renditions import Transcoder
 from appliance.cameras.retention_runner import RetentionRunner
 from appliance.cameras.status import StatusBoard
 from appliance.config import Config
@@ -39,9 +40,11 @@ class CameraSystem:
     components: list[tuple[str, Component, StopStage]]
     ledger: EvidenceLedger
     events: EventStore
+    transcoder: Transcoder
 
     async def finish(self) -> None:
         """After the recorders stopped: sign what they finalised on their way out."""
+        self.transcoder.shutdown()
         await self.ledger.sign_heads(datetime.now(UTC))
 
 
@@ -67,6 +70,7 @@ async def build_cameras(
             log.info("closed events left open by a stop", extra={"camera": cam.id, "events": closed})
 
     clips = ClipService(store, index, events, ledger, bus)
+    transcoder = Transcoder()
     deps = PipelineDeps(
         store=store,
         index=index,
@@ -80,6 +84,7 @@ async def build_cameras(
         # Recording stops only at the recorder's own last-resort floor; retention keeps
         # min_free_gb free well before that.
         min_free_bytes=MIN_FREE_BYTES,
+        transcoder=transcoder,
     )
     components: list[tuple[str, Component, StopStage]] = []
     for cam in enabled:
@@ -100,4 +105,4 @@ async def build_cameras(
         # Stopped first: deleting footage is no work for the last seconds of a shutdown.
         ("retention", retention.run, StopStage.SOURCES),
     ]
-    return CameraSystem(components, ledger, events)
+    return CameraSystem(components, ledger, events, transcoder)

@@ -56,7 +56,7 @@ def create_console_app(
         cfg,
         "appliance.console",
         merge(CATALOGUE, *(f.messages for f in features)),
-        client_max_size=CONSOLE_MAX_BODY_BYTES,
+        client_max_size=max([CONSOLE_MAX_BODY_BYTES, *(f.max_body_bytes for f in features)]),
         # Sign-in first: CSRF needs to know the session whose token a form must carry.
         middlewares=[auth.auth_middleware, csrf_middleware(auth.expected_csrf_token)],
     )

@@ -30,3 +30,5 @@ class ConsoleFeature:
     nav: tuple[NavLink, ...] = ()
     setup: Callable[[web.Application], None] | None = None
     """Puts what the routes need (stores, services) under the feature's own app keys."""
+    max_body_bytes: int = 0
+    """Largest request its forms send (an image upload); the console accepts the largest of these."""

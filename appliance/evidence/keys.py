@@ -38,15 +38,19 @@ def key_path(data_dir: Path) -> Path:
     return data_dir / KEYS_DIRNAME / KEY_FILENAME
 
 
-def _refuse_if_open(path: Path, mode: int, fix: str) -> None:
+SIGNATURE_RISK: Final = "signatures made with the appliance key could be forged"
+
+
+def _refuse_if_open(path: Path, mode: int, fix: str, risk: str = SIGNATURE_RISK) -> None:
     if mode & _NOT_OWNER_BITS:
         raise KeyFileError(
-            f"{path} is accessible to other users (mode {stat.S_IMODE(mode):o}), so signatures made with the "
-            f"appliance key could be forged; run `{fix} {path}` and check who could have copied it"
+            f"{path} is accessible to other users (mode {stat.S_IMODE(mode):o}), so {risk}; "
+            f"run `{fix} {path}` and check who could have copied it"
         )
 
 
-def _ensure_dir(directory: Path) -> None:
+def ensure_keys_dir(directory: Path) -> None:
+    """The keys folder (also of the VAPID key, appliance/alerts/vapid.py), owner-only."""
     try:
         directory.mkdir(mode=KEYS_DIR_MODE, parents=True)
     except FileExistsError:
@@ -57,15 +61,20 @@ def _ensure_dir(directory: Path) -> None:
     _refuse_if_open(directory, directory.stat().st_mode, f"chmod {KEYS_DIR_MODE:o}")
 
 
-def _read(path: Path) -> Ed25519PrivateKey:
+def read_private_file(path: Path, risk: str = SIGNATURE_RISK) -> bytes:
+    """The bytes of an owner-only regular file; `risk` says what others reading it could do."""
     # O_NOFOLLOW: a symlink planted in place of the key is refused, not followed.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as f:
         mode = os.fstat(f.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise KeyFileError(f"{path} is not a regular file; move it away and restart to create a new key")
-        _refuse_if_open(path, mode, f"chmod {KEY_FILE_MODE:o}")
-        data = f.read()
+        _refuse_if_open(path, mode, f"chmod {KEY_FILE_MODE:o}", risk)
+        return f.read()
+
+
+def _read(path: Path) -> Ed25519PrivateKey:
+    data = read_private_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -91,11 +100,8 @@ def load_key(data_dir: Path) -> Ed25519PrivateKey:
         raise KeyFileError(f"cannot read the appliance key {path} ({exc.strerror}); check its owner") from None
 
 
-def _create(path: Path) -> None:
+def write_private_file(path: Path, pem: bytes) -> None:
     """Write a new key so that the file appears complete or not at all, and never replaces another."""
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, KEY_FILE_MODE)
     try:
@@ -120,9 +126,12 @@ def load_or_create_key(data_dir: Path) -> Ed25519PrivateKey:
     """The appliance's key from `<data_dir>/keys/appliance-ed25519.pem`, created (0600) on first use."""
     path = key_path(data_dir)
     try:
-        _ensure_dir(path.parent)
+        ensure_keys_dir(path.parent)
         if not path.exists():
-            _create(path)
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            write_private_file(path, pem)
         return _read(path)
     except OSError as exc:
         raise KeyFileError(

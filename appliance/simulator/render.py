@@ -3,9 +3,11 @@
 The shop is drawn once per resolution in RGB (wall, tiled floor, shelves full of goods, ceiling
 lamps) and converted for each look: daylight, light off (the same picture, much darker) and IR
 night mode (grey: U = V = 128, flatter and brighter, darker corners from the illuminator's
-cone). Figures are small sprites cached per pose and pasted; sensor noise is added last, per
-frame, stronger in the dark. Frames depend only on (scene, size, frame time), so encoding the
-same scene twice gives the same stream.
+cone). Figures are small sprites cached per pose and pasted. Tampering changes what reaches the
+sensor: a turned camera sees another part of the shop, a defocused lens blurs the picture, a
+hand over the lens hides it. Sensor noise is added last, per frame, stronger in the dark.
+Frames depend only on (scene, size, frame time), so encoding the same scene twice gives the
+same stream.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from appliance.simulator.scene import Figure, Scene
+from appliance.simulator.scene import Figure, Scene, SwitchKind
 
 Plane = npt.NDArray[np.float32]
+Planes = tuple[Plane, Plane, Plane]
 Bytes2D = npt.NDArray[np.uint8]
 
 DARK_FACTOR = 0.22
@@ -44,6 +47,19 @@ STRIDE = 0.16
 """One walking step, as a fraction of the frame height."""
 POSES = 8
 """Walking poses per stride; sprites are cached per pose."""
+COVER_RGB = (0.10, 0.07, 0.06)
+"""A hand over the lens: dark (light only comes through the skin and past the edges), a little red."""
+COVER_SHADE = 0.3
+"""The hand is this much brighter at the top of the frame than at the bottom (light leaks past it)."""
+COVER_SWEEP_S = 0.5
+"""A hand takes this long to slide over the lens from the left edge, and to slide off it again."""
+DEFOCUS_BLUR = 0.01
+"""Out of focus: a Gaussian-like blur with a sigma of this fraction of the frame width (13 px at 1280)."""
+DEFOCUS_PASSES = 3
+"""Box blurs in a row that make the defocus blur (three are close to a Gaussian)."""
+TURNED_VIEW = (0.45, 0.25, 2.0)
+"""The camera knocked askew: it sees the shop from (x, y) (frame fractions) at twice the scale, the
+right-hand shelves and a strip of floor filling the frame; no edge lies where it used to."""
 
 
 class Look(Enum):
@@ -225,6 +241,8 @@ class Renderer:
         self.width = width
         self.height = height
         self._sprites: dict[tuple[int, Look, int], _Sprite] = {}
+        self._views: dict[tuple[Look, bool, bool], Planes] = {}
+        self._hands: dict[Look, Planes] = {}
         self._cone = ir_cone(width, height)
 
     @cached_property
@@ -232,16 +250,43 @@ class Renderer:
         return shop_background(self.width, self.height, self.scene.seed)
 
     @cached_property
-    def _backgrounds(self) -> dict[Look, tuple[Plane, Plane, Plane]]:
-        planes = {}
-        for look in Look:
-            y, u, v = rgb_to_yuv(apply_look(self._rgb, look, self._cone))
-            planes[look] = (y, _halve(u), _halve(v))
+    def _turned_rgb(self) -> npt.NDArray[np.float32]:
+        x, y, scale = TURNED_VIEW
+        big = shop_background(round(self.width * scale), round(self.height * scale), self.scene.seed)
+        x0, y0 = round(x * big.shape[1]), round(y * big.shape[0])
+        return big[y0 : y0 + self.height, x0 : x0 + self.width]
+
+    def _view(self, look: Look, turned: bool = False, defocused: bool = False) -> Planes:
+        """The empty shop as the camera sees it, cached: a still picture is blurred only once."""
+        key = (look, turned, defocused)
+        planes = self._views.get(key)
+        if planes is None:
+            y, u, v = rgb_to_yuv(apply_look(self._turned_rgb if turned else self._rgb, look, self._cone))
+            planes = (y, _halve(u), _halve(v))
+            if defocused:
+                planes = self._defocus(planes)
+            self._views[key] = planes
         return planes
 
-    def background(self, look: Look) -> YuvFrame:
+    def _defocus(self, planes: Planes) -> Planes:
+        y, u, v = planes
+        sigma = DEFOCUS_BLUR * self.width
+        return _blur(y, sigma), _blur(u, sigma / 2), _blur(v, sigma / 2)
+
+    def _hand(self, look: Look) -> Planes:
+        hand = self._hands.get(look)
+        if hand is None:
+            ys = (np.arange(self.height, dtype=np.float32)[:, None, None] + 0.5) / self.height
+            shade = np.float32(1) + np.float32(COVER_SHADE) * (1 - ys)
+            colour = np.asarray(COVER_RGB, dtype=np.float32) * shade
+            rgb = np.broadcast_to(colour, (self.height, self.width, 3)).astype(np.float32)
+            y, u, v = rgb_to_yuv(apply_look(rgb, look, self._cone))
+            hand = self._hands[look] = (y, _halve(u), _halve(v))
+        return hand
+
+    def background(self, look: Look, *, turned: bool = False) -> YuvFrame:
         """The empty shop under `look`, without noise (a reference for tests)."""
-        y, u, v = self._backgrounds[look]
+        y, u, v = self._view(look, turned)
         return YuvFrame(_to_bytes(y), _to_bytes(u), _to_bytes(v))
 
     def _sprite(self, index: int, look: Look, pose: int) -> _Sprite:
@@ -261,11 +306,17 @@ class Renderer:
     def frame(self, index: int, fps: int) -> YuvFrame:
         """Frame number `index` of the loop at `fps` frames per second."""
         t = index / fps
-        look = look_at(self.scene, t)
-        by, bu, bv = self._backgrounds[look]
+        scene = self.scene
+        look = look_at(scene, t)
+        figures = scene.figure_boxes(t)
+        defocused = scene.defocused(t)
+        by, bu, bv = self._view(look, scene.turned(t), defocused and not figures)
         y, u, v = by.copy(), bu.copy(), bv.copy()
-        for fig_index, _box in self.scene.figure_boxes(t):
+        for fig_index, _box in figures:
             self._paste(fig_index, look, t, y, u, v)
+        if defocused and figures:
+            y, u, v = self._defocus((y, u, v))
+        self._cover(look, t, y, u, v)
         rng = np.random.default_rng((self.scene.seed, index))
         sigma = np.float32(self.scene.noise_sigma(t))
         luma_fields, chroma_fields = self._noise_fields
@@ -285,6 +336,19 @@ class Renderer:
         luma = [rng.standard_normal((h + m, w + m), dtype=np.float32) for _ in range(NOISE_FIELDS)]
         chroma = [rng.standard_normal((h // 2 + m, w // 2 + m), dtype=np.float32) for _ in range(NOISE_FIELDS)]
         return luma, chroma
+
+    def _cover(self, look: Look, t: float, y: Plane, u: Plane, v: Plane) -> None:
+        """Paint the part of the frame the hand hides: it slides in from the left edge."""
+        since = self.scene.since_switch(SwitchKind.COVER, t)
+        swept = min(since / COVER_SWEEP_S, 1.0)
+        share = swept if self.scene.covered(t) else 1.0 - swept
+        half = round(share * self.width / 2)
+        if half <= 0:
+            return
+        hy, hu, hv = self._hand(look)
+        y[:, : 2 * half] = hy[:, : 2 * half]
+        u[:, :half] = hu[:, :half]
+        v[:, :half] = hv[:, :half]
 
     def _paste(self, fig_index: int, look: Look, t: float, y: Plane, u: Plane, v: Plane) -> None:
         figure = self.scene.figures[fig_index]
@@ -319,6 +383,20 @@ def _blend(plane: Plane, sprite: Plane, alpha: npt.NDArray[np.bool_], x0: int, y
     region = plane[py0:py1, px0:px1]
     mask = alpha[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
     region[mask] = src[mask]
+
+
+def _blur(plane: Plane, sigma: float) -> Plane:
+    """A Gaussian-like blur: DEFOCUS_PASSES box blurs whose variances add up to sigma², edges repeated.
+    Cumulative sums make each pass cost the same whatever its width (numpy only, no OpenCV)."""
+    radius = max(1, round((math.sqrt(12 * sigma**2 / DEFOCUS_PASSES + 1) - 1) / 2))
+    width = 2 * radius + 1
+    out = plane
+    for _ in range(DEFOCUS_PASSES):
+        for axis in (0, 1):
+            moved = np.swapaxes(out, 0, axis)
+            sums = np.cumsum(np.pad(moved, ((radius + 1, radius), (0, 0)), mode="edge"), axis=0, dtype=np.float32)
+            out = np.swapaxes((sums[width:] - sums[:-width]) / np.float32(width), 0, axis)
+    return np.ascontiguousarray(out)
 
 
 def _walked(figure: Figure, t: float, aspect: float) -> float:

@@ -1,9 +1,11 @@
 """The script of a simulated store scene: what happens when, as plain data.
 
 A scene is a loop of `duration` seconds: a still background, figures walking along waypoints,
-and switches of the shop light and of the camera's night (IR) mode. Tests read the ground truth
-from here (`timeline()`, `figure_boxes()`, `light_on()`, `ir_on()`), and the renderer draws
-from the same data, so the picture and the truth cannot disagree.
+switches of the shop light and of the camera's night (IR) mode, and tampering with the camera
+(the lens covered, the camera turned away, the lens out of focus), scripted as switches too.
+Tests read the ground truth from here (`timeline()`, `figure_boxes()`, `light_on()`, `ir_on()`,
+`covered()`, `turned()`, `defocused()`), and the renderer draws from the same data, so the
+picture and the truth cannot disagree.
 
 Coordinates are fractions of the frame: x from the left edge, y from the top edge, so one
 script serves every resolution. A figure's position is the middle of its feet.
@@ -12,6 +14,7 @@ script serves every resolution. A figure's position is the middle of its feet.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -102,11 +105,18 @@ class SwitchKind(StrEnum):
     """The shop's ceiling light."""
     IR = "ir"
     """The camera's night mode: IR illuminator on, colour off."""
+    COVER = "cover"
+    """A hand or tape over the lens."""
+    TURN = "turn"
+    """The camera turned away: it looks at another part of the shop."""
+    DEFOCUS = "defocus"
+    """The lens out of focus."""
 
 
 @dataclass(frozen=True)
 class Switch:
-    """At `t` the light or the night mode becomes `on` (instantly, as a relay does)."""
+    """At `t` the light, the night mode or a tampering becomes `on` (instantly, as a relay does;
+    only a hand takes a moment to cover the lens, see render.COVER_SWEEP_S)."""
 
     t: float
     kind: SwitchKind
@@ -120,6 +130,26 @@ class HappeningKind(StrEnum):
     LIGHT_OFF = "light_off"
     IR_ON = "ir_on"
     IR_OFF = "ir_off"
+    LENS_COVERED = "lens_covered"
+    LENS_UNCOVERED = "lens_uncovered"
+    CAMERA_TURNED = "camera_turned"
+    CAMERA_TURNED_BACK = "camera_turned_back"
+    DEFOCUSED = "defocused"
+    REFOCUSED = "refocused"
+
+
+_HAPPENINGS = {
+    (SwitchKind.LIGHT, True): HappeningKind.LIGHT_ON,
+    (SwitchKind.LIGHT, False): HappeningKind.LIGHT_OFF,
+    (SwitchKind.IR, True): HappeningKind.IR_ON,
+    (SwitchKind.IR, False): HappeningKind.IR_OFF,
+    (SwitchKind.COVER, True): HappeningKind.LENS_COVERED,
+    (SwitchKind.COVER, False): HappeningKind.LENS_UNCOVERED,
+    (SwitchKind.TURN, True): HappeningKind.CAMERA_TURNED,
+    (SwitchKind.TURN, False): HappeningKind.CAMERA_TURNED_BACK,
+    (SwitchKind.DEFOCUS, True): HappeningKind.DEFOCUSED,
+    (SwitchKind.DEFOCUS, False): HappeningKind.REFOCUSED,
+}
 
 
 @dataclass(frozen=True)
@@ -161,35 +191,55 @@ class Scene:
         for i, f in enumerate(self.figures):
             if f.enters_at < 0 or f.leaves_at > self.duration:
                 raise ValueError(f"scene {self.name!r}: figure {i} walks outside the loop 0..{self.duration}")
-        if self._state(SwitchKind.LIGHT, self.light_on_at_start) != self.light_on_at_start or (
-            self._state(SwitchKind.IR, self.ir_on_at_start) != self.ir_on_at_start
-        ):
+        if any(self._state(kind) != self._initial(kind) for kind in SwitchKind):
             raise ValueError(
-                f"scene {self.name!r}: the light and night mode must end the loop as they start it, "
+                f"scene {self.name!r}: the light, night mode and tampering must end the loop as they start it, "
                 "or every wrap of the loop would be an unscripted switch"
             )
 
-    def _state(self, kind: SwitchKind, initial: bool, until: float | None = None) -> bool:
+    def _initial(self, kind: SwitchKind) -> bool:
+        return {SwitchKind.LIGHT: self.light_on_at_start, SwitchKind.IR: self.ir_on_at_start}.get(kind, False)
+
+    def _state(self, kind: SwitchKind, until: float | None = None) -> bool:
         """The state after the switches of `kind` up to `until` (all of them when None)."""
-        state = initial
+        state = self._initial(kind)
         for s in sorted(self.switches, key=lambda s: s.t):
             if s.kind is kind and (until is None or s.t <= until):
                 state = s.on
         return state
 
     def light_on(self, t: float) -> bool:
-        return self._state(SwitchKind.LIGHT, self.light_on_at_start, t % self.duration)
+        return self._state(SwitchKind.LIGHT, t % self.duration)
 
     def ir_on(self, t: float) -> bool:
-        return self._state(SwitchKind.IR, self.ir_on_at_start, t % self.duration)
+        return self._state(SwitchKind.IR, t % self.duration)
+
+    def covered(self, t: float) -> bool:
+        return self._state(SwitchKind.COVER, t % self.duration)
+
+    def turned(self, t: float) -> bool:
+        return self._state(SwitchKind.TURN, t % self.duration)
+
+    def defocused(self, t: float) -> bool:
+        return self._state(SwitchKind.DEFOCUS, t % self.duration)
+
+    def since_switch(self, kind: SwitchKind, t: float) -> float:
+        """Seconds since the last switch of `kind` at or before `t` in this pass of the loop (inf: none)."""
+        t %= self.duration
+        return min((t - s.t for s in self.switches if s.kind is kind and s.t <= t), default=math.inf)
 
     def noise_sigma(self, t: float) -> float:
-        return self.noise_day if self.light_on(t) and not self.ir_on(t) else self.noise_night
+        """A covered lens is dark, so the camera turns its gain up, as at night."""
+        day = self.light_on(t) and not self.ir_on(t) and not self.covered(t)
+        return self.noise_day if day else self.noise_night
 
     def figure_boxes(self, t: float) -> list[tuple[int, Box]]:
-        """The visible part of each figure at `t` as (figure index, box), clipped to the frame."""
+        """The visible part of each figure at `t` as (figure index, box), clipped to the frame;
+        none while the lens is covered or the camera looks elsewhere."""
         t %= self.duration
-        boxes = []
+        boxes: list[tuple[int, Box]] = []
+        if self.covered(t) or self.turned(t):
+            return boxes
         for i, f in enumerate(self.figures):
             where = f.position(t)
             if where is None:
@@ -203,14 +253,7 @@ class Scene:
         """Every scripted happening in the loop, in time order."""
         items = [Happening(f.enters_at, HappeningKind.FIGURE_ENTERS, i) for i, f in enumerate(self.figures)]
         items += [Happening(f.leaves_at, HappeningKind.FIGURE_LEAVES, i) for i, f in enumerate(self.figures)]
-        for s in self.switches:
-            kind = {
-                (SwitchKind.LIGHT, True): HappeningKind.LIGHT_ON,
-                (SwitchKind.LIGHT, False): HappeningKind.LIGHT_OFF,
-                (SwitchKind.IR, True): HappeningKind.IR_ON,
-                (SwitchKind.IR, False): HappeningKind.IR_OFF,
-            }[(s.kind, s.on)]
-            items.append(Happening(s.t, kind))
+        items += [Happening(s.t, _HAPPENINGS[(s.kind, s.on)]) for s in self.switches]
         return sorted(items, key=lambda h: (h.t, h.kind))
 
     def motion_intervals(self) -> list[tuple[float, float]]:

@@ -22,9 +22,12 @@ class Limit:
     """Hits allowed within `window_s`; the hit that reaches this number starts the lockout."""
     window_s: float
     lockout_s: float
+    backoff_s: float = 0.0
+    """If set, after each hit the key waits this long, doubled for every earlier hit still in the window
+    (60, 120, 240 s ...): a person retries soon, a script slows down at once."""
 
     def __post_init__(self) -> None:
-        if self.max_hits < 1 or self.window_s <= 0 or self.lockout_s <= 0:
+        if self.max_hits < 1 or self.window_s <= 0 or self.lockout_s <= 0 or self.backoff_s < 0:
             raise ValueError(f"a rate limit needs max_hits >= 1 and positive durations, got {self}")
 
 
@@ -50,16 +53,29 @@ class RateLimiter:
     def retry_after(self, key: str) -> float | None:
         """Seconds until `key` may try again, or None if it may now."""
         entry = self._entries.get(key)
-        if entry is None or entry.locked_until is None:
+        if entry is None:
             return None
-        remaining = entry.locked_until - self._clock()
+        now = self._clock()
+        if entry.locked_until is None:
+            return self._backoff(entry, now)
+        remaining = entry.locked_until - now
         if remaining > 0:
             return remaining
         del self._entries[key]
         return None
 
+    def _backoff(self, entry: _Entry, now: float) -> float | None:
+        if not self.limit.backoff_s:
+            return None
+        self._forget_old_hits(entry, now)
+        if not entry.hits:
+            return None
+        remaining = entry.hits[-1] + self.limit.backoff_s * 2 ** (len(entry.hits) - 1) - now
+        return remaining if remaining > 0 else None
+
     def hit(self, key: str) -> float | None:
-        """Count one hit; returns the lockout in seconds if `key` is (now) locked, else None."""
+        """Count one hit; returns the lockout in seconds if `key` is (now) locked, else None.
+        A hit while `key` is locked or must still wait (backoff) is not counted: it returns the wait."""
         locked = self.retry_after(key)
         if locked is not None:
             return locked

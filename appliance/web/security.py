@@ -15,6 +15,11 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'none'",
         "style-src 'self'",
         "img-src 'self'",
+        # Scripts, their requests, the service worker and the web app manifest: only our own files.
+        "script-src 'self'",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",
         "frame-ancestors 'none'",

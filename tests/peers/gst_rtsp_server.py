@@ -3,7 +3,8 @@
 
 Runs under Debian's /usr/bin/python3 (the gi bindings are not in the venv).
 Usage: gst_rtsp_server.py PORT [USER PASSWORD]. Serves /main (1280x720), /sub (640x360),
-both H.264 at 15 fps, and prints "ready PORT" when listening.
+both H.264 at 15 fps, the same in H.265 as /main265 and /sub265 (encoded only while played),
+and prints "ready PORT" when listening.
 """
 
 import sys
@@ -30,11 +31,19 @@ if len(sys.argv) >= 4:
 mounts = server.get_mount_points()
 
 
-def add(path: str, width: int, height: int) -> None:
+ENCODERS = {
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96",
+    # Parameter sets before every keyframe, as cameras send them.
+    "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=15 "
+    "! rtph265pay name=pay0 pt=96 config-interval=-1",
+}
+
+
+def add(path: str, width: int, height: int, codec: str = "h264") -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         f"( videotestsrc pattern=ball is-live=true ! video/x-raw,width={width},height={height},framerate=15/1 "
-        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )"
+        f"! {ENCODERS[codec]} )"
     )
     factory.set_shared(True)
     if len(sys.argv) >= 4:
@@ -50,6 +59,8 @@ def add(path: str, width: int, height: int) -> None:
 
 add("/main", 1280, 720)
 add("/sub", 640, 360)
+add("/main265", 1280, 720, "h265")
+add("/sub265", 640, 360, "h265")
 server.attach(None)
 print("ready", port, flush=True)
 GLib.MainLoop().run()
