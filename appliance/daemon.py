@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance import __version__
-from appliance.alerts.inbox import DemoInbox, feed_inbox
+from appliance.alerts.inbox import DemoInbox
 from appliance.alerts.system import build_alerts
 from appliance.bus import EventBus
 from appliance.cameras.status import CameraStatus, StatusBoard
@@ -181,8 +181,6 @@ async def run_daemon(cfg: Config, extras: Extras | None = None) -> int:
         return 1
     for name, component, stage in [*cameras.components, *alerts.components, *portal_system.components]:
         supervisor.add(name, component, stage=stage)
-    if extras.inbox is not None:
-        supervisor.add("demo-inbox", partial(feed_inbox, bus, extras.inbox, cfg))
     users = UserStore(sessions)
     listeners = _listeners(cfg, users, board, supervisor, extras, [alerts, portal_system], portal_system)
     for name, (component, _) in listeners.items():

@@ -1,7 +1,10 @@
 """`appliance demo`: the whole appliance on built-in defaults, with simulated cameras.
 
 No root, no Debian packages: SQLite in a temporary folder, the simulator's RTSP server inside
-the process, the console and the portal on localhost, and alerts in the console's demo inbox.
+the process, the console and the portal on localhost, and a demo phone (demo_phone.py) whose
+messages the console's demo inbox shows: the owner's alerts, delivered by the alerts outbox to a
+webhook channel, and the guests' SMS codes, sent by the portal's SMS.ru client to a demo
+provider. The gateway driver is "none": guests are identified and logged, nothing is let through.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from appliance.alerts.inbox import DemoInbox
 from appliance.cameras.status import CameraState, CameraStatus
 from appliance.config import Config, parse_config
 from appliance.daemon import Extras, run_daemon
+from appliance.demo_phone import CHANNEL_ID, DemoPhone, PhoneKeys
+from appliance.demo_promos import seed_promotions
 from appliance.logs import setup_logging
+from appliance.portal.phones import shown
+from appliance.portal.promo_images import PromoImages
+from appliance.portal.promotions import PromotionStore
+from appliance.portal.system import PROMO_IMAGES_DIRNAME
 from appliance.simulator.server import SimCamera, SimulatorServer
 from appliance.storage.db import engine_from_config, make_sessionmaker
 from appliance.storage.migrate import upgrade
@@ -28,6 +37,10 @@ from appliance.storage.users import UnknownUser, UserStore
 DEMO_USER = "demo"
 DEMO_SCENE = "demo"
 CAMERA_NAMES = ["Вход", "Касса", "Торговый зал", "Склад", "Витрина", "Подсобка", "Парковка", "Офис"]
+SAMPLE_PHONE = "+79161234567"
+"""Shown in the banner for a guest login; any Russian mobile number works."""
+PHONE_PORT = 8082
+"""Where the demo phone listens (or the next free port): next to the console's 8080 and the portal's 8081."""
 PORT_SEARCH = 20
 """How many ports after the requested one the demo tries when it is taken."""
 
@@ -51,11 +64,14 @@ def pick_port(preferred: int, taken: set[int]) -> int:
         return int(s.getsockname()[1])
 
 
-def demo_config(data_dir: Path, cameras: int, sim_port: int, console_port: int, portal_port: int) -> Config:
+def demo_config(
+    data_dir: Path, cameras: int, sim_port: int, console_port: int, portal_port: int, phone: PhoneKeys
+) -> Config:
     data: dict[str, Any] = {
         "appliance": {"name": "Демо-магазин", "data_dir": str(data_dir)},
         "console": {"port": console_port},
-        "portal": {"port": portal_port},
+        "portal": {"port": portal_port, "sms": phone.sms_provider(), "gateway": {"driver": "none"}},
+        "alerts": {"channels": [phone.alerts_channel()]},
         "logging": {"format": "text", "level": "info"},
         "cameras": [
             {
@@ -70,15 +86,19 @@ def demo_config(data_dir: Path, cameras: int, sim_port: int, console_port: int, 
     return parse_config(data, "demo defaults")
 
 
-async def ensure_demo_user(cfg: Config, password: str) -> None:
+async def prepare_demo_data(cfg: Config, password: str) -> None:
+    """The schema, the demo login and (once) the demo promotions."""
     engine = engine_from_config(cfg)
     try:
         await upgrade(engine)
-        users = UserStore(make_sessionmaker(engine))
+        sessions = make_sessionmaker(engine)
+        users = UserStore(sessions)
         try:
             await users.set_password(DEMO_USER, password)
         except UnknownUser:
             await users.add(DEMO_USER, password, role="admin")
+        images = PromoImages(cfg.appliance.data_dir / PROMO_IMAGES_DIRNAME)
+        await seed_promotions(PromotionStore(sessions), images)
     finally:
         await engine.dispose()
 
@@ -105,23 +125,29 @@ def _banner(cfg: Config, password: str, data_dir: Path, temporary: bool) -> str:
         "  Store appliance demo is running.\n"
         f"  Staff console:   {console}\n"
         f"    login: {DEMO_USER}   password: {password}\n"
-        f"  Demo inbox (the owner's phone): {console}inbox\n"
+        f"  Demo phone (the owner's alerts and the guests' SMS arrive here): {console}inbox\n"
+        f"    Alerts go through the outbox to the webhook channel {CHANNEL_ID!r}; deliveries: {console}alerts\n"
         f"  Guest Wi-Fi portal: {portal}\n"
+        f"    Sign in with the phone number {shown(SAMPLE_PHONE)} (or any Russian mobile number):\n"
+        "    the SMS with the code shows in the demo phone.\n"
+        '    Gateway driver "none": guests are identified and logged, but the demo controls no network,\n'
+        '    so nothing is let through, even when the welcome page says "connected".\n'
         f"  Simulated cameras (RTSP, playable with ffplay/VLC):\n{cams}\n"
         f"  Data: {data_dir} ({keep})\n"
         "  Press Ctrl-C to stop.\n"
     )
 
 
-async def _demo(cfg: Config, password: str, temporary: bool) -> int:
+async def _demo(cfg: Config, keys: PhoneKeys, password: str, temporary: bool) -> int:
     sim_port = int(cfg.cameras[0].main_url.rsplit(":", 1)[1].split("/", 1)[0])
     simulator = SimulatorServer(
         [SimCamera(c.id, DEMO_SCENE, phase=i * 7.0) for i, c in enumerate(cfg.cameras)], port=sim_port
     )
     print("Preparing the simulated cameras (the first run encodes the scenes)...", file=sys.stderr)
     await simulator.start()
-    await ensure_demo_user(cfg, password)
+    await prepare_demo_data(cfg, password)
     inbox = DemoInbox()
+    phone = DemoPhone(inbox, keys)
 
     def on_camera(status: CameraStatus) -> None:
         notice = camera_notice(status)
@@ -134,8 +160,10 @@ async def _demo(cfg: Config, password: str, temporary: bool) -> int:
         on_camera_change=on_camera,
     )
     try:
+        await phone.start()
         return await run_daemon(cfg, extras)
     finally:
+        await phone.stop()
         await simulator.stop()
 
 
@@ -147,9 +175,10 @@ def run_demo(data_dir: Path | None, cameras: int, console_port: int, portal_port
         sim_port = pick_port(8554, set())
         console = pick_port(console_port, {sim_port})
         portal = pick_port(portal_port, {sim_port, console})
-        cfg = demo_config(root, cameras, sim_port, console, portal)
+        keys = PhoneKeys(pick_port(PHONE_PORT, {sim_port, console, portal}))
+        cfg = demo_config(root, cameras, sim_port, console, portal, keys)
         setup_logging(cfg.logging.level, cfg.logging.format)
-        return asyncio.run(_demo(cfg, secrets.token_urlsafe(9), temporary=temp is not None))
+        return asyncio.run(_demo(cfg, keys, secrets.token_urlsafe(9), temporary=temp is not None))
     finally:
         if temp is not None:
             temp.cleanup()

@@ -1,4 +1,5 @@
-"""Shared pieces of the alert tests: a real HTTP webhook receiver and settings with short back-offs."""
+"""Shared pieces of the alert tests: a real HTTP webhook receiver, settings with short back-offs, the alerts
+side as the daemon builds it, and the console with its sections."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from appliance.alerts.channels.webhook import ALERT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -19,15 +21,20 @@ from appliance.alerts.console import SERVICE
 from appliance.alerts.service import AlertsService
 from appliance.alerts.system import build_alerts
 from appliance.bus import EventBus
+from appliance.cameras.status import StatusBoard
 from appliance.config import Config, parse_config
+from appliance.console.app import create_console_app
 from appliance.features import Built
-from appliance.storage.db import make_sessionmaker
+from appliance.storage.db import create_engine, make_sessionmaker
+from appliance.storage.migrate import upgrade
 from tests.gst_peer import free_port
+from tests.web_support import serve, user_store
 
 SECRET = "webhook-test-secret-0123456789"
 FAST_RETRY = {"retry_initial_s": 0.05, "retry_max_s": 0.2, "send_timeout_s": 5.0}
 """Back-offs of milliseconds: an outage of minutes is simulated in a second."""
 STOP_TIMEOUT_S = 10.0
+VIEWER, VIEWER_PASSWORD = "boris", "viewer password 1"
 
 
 @dataclass
@@ -169,6 +176,22 @@ async def running_alerts(cfg: Config, engine: AsyncEngine) -> AsyncIterator[Runn
         yield running
     finally:
         await running.stop()
+
+
+@asynccontextmanager
+async def console_with_alerts(cfg: Config) -> AsyncIterator[tuple[TestClient[Any, Any], RunningAlerts]]:
+    """The console over real HTTP with the sections build_alerts adds, the alerts side running, and two
+    accounts: the admin of tests.web_support and a viewer (VIEWER)."""
+    engine = create_engine(cfg.database_url)
+    await upgrade(engine)
+    try:
+        async with user_store(cfg) as users, running_alerts(cfg, engine) as alerts:
+            await users.add(VIEWER, VIEWER_PASSWORD, role="viewer")
+            app = create_console_app(cfg, users, StatusBoard(), list, features=alerts.built.console)
+            async with serve(app) as client:
+                yield client, alerts
+    finally:
+        await engine.dispose()
 
 
 def _awaiting(task: asyncio.Task[None]) -> str:

@@ -22,6 +22,7 @@ from appliance.portal.identify import IdentificationService
 from appliance.portal.sms.base import Sent, SmsError
 from appliance.portal.system import PortalSystem, build_portal
 from appliance.storage.db import create_engine, make_sessionmaker
+from appliance.storage.guests import DeviceKey, NewSession
 from appliance.storage.migrate import upgrade
 from tests.web_support import csrf_token
 
@@ -59,6 +60,26 @@ async def portal_system(cfg: Config, bus: EventBus | None = None) -> AsyncIterat
                 await system.sms.close()
     finally:
         await engine.dispose()
+
+
+def log_session(
+    session_id: str, guest_id: int, start: datetime, device: DeviceKey, gateway: str = "nftables"
+) -> NewSession:
+    """An identification log row as the portal opens it for an SMS login lasting four hours."""
+    return NewSession(
+        session_id=session_id,
+        guest_id=guest_id,
+        method="sms",
+        relogin=False,
+        device=device,
+        gateway=gateway,
+        gateway_ref=None,
+        provider_id=None,
+        consent_version="v1",
+        promotions_consent=False,
+        start_utc=start,
+        expires_utc=start + timedelta(hours=4),
+    )
 
 
 @dataclass
@@ -158,6 +179,7 @@ def clocked(system: PortalSystem, clocks: Clocks, gateway: Gateway | None = None
         consent_version=old.consent_version,
         sms=old.sms,
         vouchers=old.vouchers,
+        external=old.external,
         clock=lambda: clocks.now,
         monotonic=lambda: clocks.mono,
     )

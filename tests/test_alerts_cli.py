@@ -1,15 +1,17 @@
 """`appliance alerts test` and `appliance alerts status` as a person runs them (subprocesses), against a
-real HTTP endpoint."""
+real HTTP endpoint and a real Mosquitto of the test's own."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.alerts_support import SECRET, WebhookReceiver, webhook_receiver
+from tests.test_alerts_mqtt import MOSQUITTO, Mosquitto, Subscriber, eventually, running
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +78,38 @@ async def test_a_test_alert_arrives_and_a_refusal_is_reported(tmp_path: Path) ->
 
         code, _, err = await appliance("alerts", "test", "--channel", "nope", "--config", config)
         assert code == 2 and "there is no alerts channel 'nope' (channels: hook)" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MOSQUITTO.exists(), reason="needs Mosquitto (apt-get install mosquitto)")
+async def test_a_test_alert_to_an_mqtt_channel_is_published_by_the_command(tmp_path: Path) -> None:
+    """The command has no daemon's connection to use: it keeps the channel's own link while it sends."""
+    broker = Mosquitto(tmp_path)
+    await broker.start()
+    config = tmp_path / "appliance.toml"
+    config.write_text(
+        f'[appliance]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[[alerts.channels]]\nid = "ha"\nkind = "mqtt"\nurl = "mqtt://127.0.0.1:{broker.port}"\nlanguage = "en"\n'
+        '[[cameras]]\nid = "kassa"\nname = "Касса"\nmain_url = "rtsp://127.0.0.1:9/kassa"\n'
+    )
+    subscriber = Subscriber(broker.port, clean_session=True)
+    try:
+        async with running(subscriber.run()):
+            await eventually(lambda: subscriber.connects > 0)
+            code, out, err = await appliance("alerts", "test", "--channel", "ha", "--config", str(config))
+            assert code == 0, err
+            assert out.startswith("Delivered the test alert to 'ha' (mqtt) in ")
+            await eventually(lambda: bool(subscriber.on("appliance/events")))
+        (event,) = subscriber.on("appliance/events")
+        doc = json.loads(event.payload)
+        assert doc["kind"] == "test" and doc["title"] == "Alert test" and "“ha”" in doc["body"]
+        # The link also announced the camera to Home Assistant and said goodbye when the command ended.
+        assert subscriber.on("homeassistant/binary_sensor/appliance_kassa_motion/config")
+        assert [s.payload for s in subscriber.on("appliance/status")][-1] == b"offline"
+    finally:
+        await broker.stop()
+
+    code, _, err = await appliance("alerts", "test", "--channel", "ha", "--config", str(config))
+    assert code == 1, err
+    assert f"could not be delivered now: MQTT broker 127.0.0.1:{broker.port} has not confirmed the alert" in err
+    assert "The daemon keeps trying it." in err

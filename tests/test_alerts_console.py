@@ -15,39 +15,28 @@ from aiohttp.test_utils import TestClient
 
 from appliance.cameras.events import event_id_for
 from appliance.cameras.messages import EventOpened
-from appliance.cameras.status import StatusBoard
-from appliance.console.app import create_console_app
-from appliance.storage.db import create_engine
-from appliance.storage.migrate import upgrade
 from tests.alerts_support import (
+    VIEWER,
+    VIEWER_PASSWORD,
     RunningAlerts,
     WebhookReceiver,
     alerts_config,
-    running_alerts,
+    console_with_alerts,
     until,
     webhook_channel,
     webhook_receiver,
 )
-from tests.web_support import ADMIN, csrf_token, login, serve, user_store
+from tests.web_support import ADMIN, csrf_token, login
 
 Client = TestClient[Any, Any]
-VIEWER, VIEWER_PASSWORD = "boris", "viewer password 1"
 
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, RunningAlerts, WebhookReceiver]]:
     async with webhook_receiver() as rx:
         cfg = alerts_config(tmp_path, [webhook_channel(rx.url)])
-        engine = create_engine(cfg.database_url)
-        await upgrade(engine)
-        try:
-            async with user_store(cfg) as users, running_alerts(cfg, engine) as alerts:
-                await users.add(VIEWER, VIEWER_PASSWORD, role="viewer")
-                app = create_console_app(cfg, users, StatusBoard(), list, features=alerts.built.console)
-                async with serve(app) as client:
-                    yield client, alerts, rx
-        finally:
-            await engine.dispose()
+        async with console_with_alerts(cfg) as (client, alerts):
+            yield client, alerts, rx
 
 
 async def signed_in(client: Client, username: str = ADMIN, password: str | None = None) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import av
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from appliance.alerts.channel import Alert
+from appliance.alerts.clipcut import ClipCutter
+from appliance.alerts.composer import Composer, SnapshotCache
 from appliance.alerts.outbox import Outbox
 from appliance.cameras.clips import ClipInfo
 from appliance.cameras.events import EndReason, EventEnded, EventStarted, event_id_for
@@ -28,7 +32,7 @@ from appliance.cameras.messages import (
 from appliance.portal.notices import SmsBudgetReached
 from appliance.storage.db import make_sessionmaker
 from appliance.storage.events import EventStore
-from appliance.storage.footage import clip_key
+from appliance.storage.footage import LocalFootageStore, clip_key
 from appliance.storage.models_alerts import AlertRow
 from tests.alerts_support import (
     WebhookReceiver,
@@ -269,3 +273,43 @@ async def test_rules_cooldown_pause_and_notices(tmp_path: Path, db_url: str, db_
     assert ("hook", "motion", "cooldown") in held and ("hook", "motion", "paused") in held
     assert ("hook", "camera_offline", "paused") in held
     assert not {r for r in await rows(db_engine) if r.channel_id == "night" and r.kind == "motion"}
+
+
+async def test_a_channel_that_takes_no_attachments_gets_the_link_and_no_clip_is_cut(
+    tmp_path: Path, db_engine: AsyncEngine
+) -> None:
+    """MQTT and Web Push carry no video: cutting one for them would be work thrown away."""
+
+    @dataclass
+    class Limited:
+        max_attachment_bytes: int
+        id: str = "limited"
+
+        async def send(self, alert: Alert) -> None: ...
+
+        async def close(self) -> None: ...
+
+    cfg = alerts_config(tmp_path, [webhook_channel("http://127.0.0.1:9/hook", language="en")])
+    sessions = make_sessionmaker(db_engine)
+    start = datetime.now(UTC) - timedelta(seconds=30)
+    event_id = event_id_for("kassa", start)
+    key = clip_key("kassa", event_id, start)
+    (cfg.footage_dir / key).parent.mkdir(parents=True)
+    encode_clip(cfg.footage_dir / key, 20.0)
+    events = EventStore(sessions)
+    await events.started(EventStarted(event_id, "kassa", start, start - timedelta(seconds=5), armed=True))
+    await events.clip_ready(event_id, ClipInfo(key, "ab" * 32, 1, 20.0, start - timedelta(seconds=5), "h264"))
+    cache = tmp_path / "cuts"
+    composer = Composer(cfg, events, SnapshotCache(), ClipCutter(LocalFootageStore(cfg.footage_dir), cache))
+    row = AlertRow(
+        id=1, channel_id="limited", source=event_id, part="clip", kind="motion", camera_id="kassa",
+        event_id=event_id, occurred_utc=start, payload="{}",
+    )  # fmt: skip
+    (settings,) = cfg.alerts.channels
+
+    linked = await composer.compose(row, settings, Limited(0))
+    assert linked.clip_mp4 is None and "The recording is ready: watch it through the link." in linked.body
+    assert not cache.exists(), "a clip was cut for a channel that cannot carry it"
+
+    attached = await composer.compose(row, settings, Limited(8 * 1024 * 1024))
+    assert attached.clip_mp4 is not None and list(cache.glob("*.mp4"))

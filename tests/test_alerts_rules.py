@@ -135,6 +135,11 @@ def test_channel_mistakes_name_the_key() -> None:
     assert kind.startswith("alerts.channels[0].kinds[1]:")
     (url,) = problems([], console_url="shop.example.org")
     assert url.startswith("alerts.console_url: not an http(s) address")
+    (contact,) = problems([], vapid_contact="owner@example.org")
+    assert contact.startswith("alerts.vapid_contact: push services accept only a mailto: or https: contact")
+    (mail,) = problems([], vapid_contact="mailto:owner")
+    assert mail.startswith("alerts.vapid_contact: not an e-mail address") and "mailto:owner@example.org" in mail
+    assert config([], vapid_contact=" mailto:owner@example.org ").alerts.vapid_contact == "mailto:owner@example.org"
 
 
 def test_secrets_come_from_files_and_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

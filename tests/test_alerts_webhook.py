@@ -12,7 +12,8 @@ from email.utils import format_datetime
 import pytest
 
 from appliance.alerts.channel import Alert, DeliveryError
-from appliance.alerts.channels.webhook import WebhookChannel, retry_after_s
+from appliance.alerts.channels.http_errors import retry_after_s
+from appliance.alerts.channels.webhook import WebhookChannel
 from tests.alerts_support import SECRET, WebhookReceiver, signed_correctly, webhook_receiver
 from tests.gst_peer import free_port
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import stat
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import http_ece
+import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -39,13 +41,17 @@ from appliance.alerts.channels.webpush import (
     vapid_subject,
 )
 from appliance.alerts.push_console import InvalidSubscription, parse_subscription, push_console_feature
-from appliance.alerts.settings import ChannelSettings
+from appliance.alerts.settings import AlertsSection, ChannelSettings
 from appliance.alerts.vapid import application_server_key, load_or_create_vapid_key, vapid_key_path
+from appliance.cameras.events import EventStarted
+from appliance.cameras.snapshots import jpeg_snapshot
 from appliance.cameras.status import StatusBoard
 from appliance.config import Config
 from appliance.console.app import create_console_app
+from appliance.console.events_page import events_feature
 from appliance.evidence.keys import KeyFileError
 from appliance.storage.db import create_engine, make_sessionmaker
+from appliance.storage.events import EventStore
 from appliance.storage.models import User
 from appliance.storage.models_webpush import WebPushSubscription
 from appliance.storage.users import UserStore
@@ -54,6 +60,7 @@ from tests.web_support import FAST_HASHER, csrf_token, login, make_config, serve
 
 Client = TestClient[Any, Any]
 T0 = datetime(2026, 11, 27, 20, 15, 3, tzinfo=UTC)
+SNAPSHOT = jpeg_snapshot(np.full((90, 120, 3), 200, dtype=np.uint8))
 
 
 def b64url(raw: bytes) -> str:
@@ -197,10 +204,15 @@ def vapid_key(cfg: Config) -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture
 async def console(
-    cfg: Config, users: UserStore, store: PushSubscriptionStore, vapid_key: ec.EllipticCurvePrivateKey
+    cfg: Config,
+    users: UserStore,
+    sessions: async_sessionmaker[AsyncSession],
+    store: PushSubscriptionStore,
+    vapid_key: ec.EllipticCurvePrivateKey,
 ) -> AsyncIterator[Client]:
+    """The Push page, and the event pages a notification's snapshot comes from."""
     feature = push_console_feature(store, vapid_key, channel_configured=True)
-    app = create_console_app(cfg, users, StatusBoard(), list, features=[feature])
+    app = create_console_app(cfg, users, StatusBoard(), list, features=[feature, events_feature(cfg, sessions)])
     async with serve(app) as client:
         yield client
 
@@ -273,6 +285,7 @@ async def test_alert_arrives_encrypted_for_the_phone_and_signed_with_the_served_
         "alert_id": "a-1",
         "tag": "kassa-20261127T201503",
         "time": T0.isoformat(),
+        "image": "/events/kassa-20261127T201503/snapshot.jpg",
     }
     # Another phone's key cannot read it.
     with pytest.raises(http_ece.ECEException, match="Decryption error"):
@@ -387,8 +400,18 @@ async def test_created_from_its_settings_with_the_key_of_the_data_dir(
     feature = channel.console_feature()
     assert feature.name == "push" and [link.path for link in feature.nav] == ["/push"]
     assert application_server_key(channel._vapid_key) == application_server_key(vapid_key)
-    assert vapid_subject("https://shop.example.org") == "https://shop.example.org"
-    assert vapid_subject("http://192.168.1.10:8080") == vapid_subject("") == DEFAULT_SUBJECT
+
+    def section(**alerts: str) -> AlertsSection:
+        return AlertsSection.model_validate(alerts)
+
+    assert vapid_subject(section(console_url="https://shop.example.org")) == "https://shop.example.org"
+    assert vapid_subject(section(console_url="http://192.168.1.10:8080")) == DEFAULT_SUBJECT
+    assert vapid_subject(section()) == DEFAULT_SUBJECT
+    contact = section(console_url="https://shop.example.org", vapid_contact="mailto:owner@example.org")
+    assert vapid_subject(contact) == "mailto:owner@example.org"
+    with_contact = cfg.model_copy(update={"alerts": contact})
+    channel = create_channel(ChannelContext(settings, with_contact, sessions, cfg.appliance.data_dir))
+    assert isinstance(channel, WebPushChannel) and channel._subject == "mailto:owner@example.org"
 
 
 # ------------------------------------------------------------------------- pure pieces ---
@@ -400,7 +423,8 @@ def test_payload_fits_a_push_message_however_long_the_body() -> None:
     doc = json.loads(long)
     assert doc["body"].endswith("…") and doc["url"] == "/" and doc["title"] == "Движение: «Касса»"
     notice = json.loads(push_payload(_alert(kind="disk_nearly_full", part="notice", event_id=None, camera_id=None)))
-    assert notice["tag"] == "a-1" and notice["event_id"] is None
+    assert notice["tag"] == "a-1" and notice["event_id"] is None and "image" not in notice
+    assert "image" not in json.loads(push_payload(_alert(snapshot_jpeg=None)))
 
 
 def test_push_service_answers_are_classified() -> None:
@@ -638,10 +662,15 @@ async def _text_becomes(page: Any, selector: str, wanted: str) -> str:
 
 
 @pytest.mark.slow
-async def test_chromium_registers_the_worker_under_the_csp_and_it_shows_a_pushed_alert(console: Client) -> None:
+async def test_chromium_registers_the_worker_under_the_csp_and_it_shows_a_pushed_alert(
+    console: Client, sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
     if not CHROMIUM.exists():
         pytest.skip("Debian's Chromium is not installed (apt-get install -y chromium)")
     playwright = pytest.importorskip("playwright.async_api", reason="Playwright is missing (pip install playwright)")
+    caplog.set_level(logging.INFO, logger="appliance.audit")
+    event_id = "kassa-20261127T201503"
+    await EventStore(sessions).started(EventStarted(event_id, "kassa", T0, T0, armed=True), snapshot=SNAPSHOT)
     origin = str(console.make_url("/")).rstrip("/")
     blocked: list[str] = []
     async with playwright.async_playwright() as p:
@@ -679,7 +708,8 @@ async def test_chromium_registers_the_worker_under_the_csp_and_it_shows_a_pushed
             for _ in range(50):
                 shown = await page.evaluate(
                     "navigator.serviceWorker.getRegistration('/').then(r => r.getNotifications())"
-                    ".then(list => list.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url})))"
+                    ".then(list => list.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url, "
+                    "image: n.image})))"
                 )
                 if shown:
                     break
@@ -690,8 +720,12 @@ async def test_chromium_registers_the_worker_under_the_csp_and_it_shows_a_pushed
                     "body": "28.11.2026 01:15:03, зона «прилавок»",
                     "tag": "kassa-20261127T201503",
                     "url": f"{origin}/events/kassa-20261127T201503",
+                    "image": f"{origin}/events/kassa-20261127T201503/snapshot.jpg",
                 }
             ]
+            # The browser fetched the snapshot for the notification as the signed-in staff member.
+            fetched = [r.__dict__ for r in caplog.records if r.name == "appliance.audit"]
+            assert [(f["audit"], f["user"], f["event_id"]) for f in fetched] == [("event_snapshot", "anna", event_id)]
 
             # Turning alerts on needs the browser's push service, which this one refuses (a private window):
             # the page says it did not work instead of waiting forever.

@@ -120,6 +120,19 @@ def test_a_run_from_before_a_stall_is_not_counted() -> None:
     assert started.start == s(13)
 
 
+def test_a_run_older_than_the_last_event_never_restarts_it() -> None:
+    """The tracker ended an event on a tick (no frame for the merge gap: the analyser fell behind);
+    the late frames still carry the detector's run from inside that event."""
+    tracker = EventTracker("kassa", EventSettings(min_motion_s=0.25, merge_gap_s=1, post_roll_s=1))
+    feed(tracker, frames(0, 10, False))
+    (first,) = of_type(_run(tracker, 10.0, 10.0 + 4 / 15, 11), EventStarted)
+    (ended,) = of_type(tracker.tick(s(12.5)), EventEnded)
+    assert ended.end == s(11)
+    actions = _run(tracker, 10.0, 11 + 1 / 15, 12)
+    (second,) = of_type(actions, EventStarted)
+    assert second.start == s(11 + 1 / 15) and second.event_id != first.event_id
+
+
 def test_start_pre_roll_and_post_roll() -> None:
     tracker = EventTracker("kassa", EventSettings(pre_roll_s=5, post_roll_s=10, merge_gap_s=10))
     actions = feed(tracker, frames(0, 2, True) + frames(2.2, 20, False))

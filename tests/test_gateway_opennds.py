@@ -26,7 +26,9 @@ from appliance.portal.gateways.base import Device, GatewayError, Grant
 from appliance.portal.gateways.opennds import OpenNdsGateway
 from appliance.portal.gateways.opennds_fas import gateway_hash
 from appliance.portal.gateways.settings import OpenNdsSettings
+from appliance.portal.upkeep import SessionSweeper
 from tests import netns_support
+from tests.portal_support import portal_config, portal_system
 
 FASKEY = "s3cretFasKey2026"
 GATEWAY = "192.168.8.1:2050"
@@ -164,6 +166,17 @@ async def test_revoke_says_what_to_run_on_the_router() -> None:
     with pytest.raises(GatewayError, match=f"ndsctl deauth {MAC}"):
         await gw.revoke(device)
     assert not (await gw.status(device)).authorised
+
+
+async def test_the_portal_leaves_opennds_sessions_to_their_timeout(tmp_path: Path) -> None:
+    # The driver knows only its own grants, lost at a restart: asking it would end every session
+    # the router still serves, and write a false end into the identification log.
+    opennds = {"faskey": FASKEY, "gateway_address": GATEWAY, "landing_url": LANDING}
+    cfg = portal_config(tmp_path, gateway={"driver": "opennds", "opennds": opennds})
+    async with portal_system(cfg) as system:
+        [run] = [run for name, run, _ in system.components if name == "guest-sessions"]
+        sweeper = run.__self__  # type: ignore[attr-defined]
+    assert isinstance(sweeper, SessionSweeper) and sweeper.ask_gateway is False
 
 
 def test_missing_settings_refuse_to_build() -> None:

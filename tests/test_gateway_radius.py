@@ -25,12 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from appliance.config import ConfigError, parse_config
 from appliance.portal.gateways.base import Device, GatewayError, Grant
-from appliance.portal.gateways.radius import RadiusGateway, chilli_password, load_dictionary
+from appliance.portal.gateways.radius import RadiusGateway, chilli_password, load_dictionary, log_end_reason
 from appliance.portal.gateways.radius_attributes import accept_attributes, mikrotik_rate_limit
 from appliance.portal.gateways.settings import RadiusSettings
 from appliance.storage.db import create_engine, make_sessionmaker
+from appliance.storage.guests import DeviceKey, GuestStore
 from appliance.storage.migrate import upgrade
 from appliance.storage.models_gateway import RadiusAccounting, RadiusLogin
+from tests.portal_support import log_session
 
 SECRET = "test-radius-secret-7f3a9c"
 MAC = "aa:bb:cc:dd:ee:01"
@@ -385,6 +387,103 @@ async def test_accounting_start_interim_stop_are_stored_against_the_session(db_e
     assert not after_stop.authorised and after_stop.bytes_in == 2 * 2**32 + 123
 
 
+async def _log_row(rig: Rig, start: datetime) -> GuestStore:
+    """The identification log row the portal opened for GRANT's session, as it does before `allow`."""
+    guests = GuestStore(rig.sessions)
+    guest_id = await guests.guest_for_phone("+79161234567", start)
+    await guests.start_session(log_session(GRANT.session_id, guest_id, start, DeviceKey(MAC, "10.1.0.5"), "radius"))
+    return guests
+
+
+async def test_accounting_writes_time_and_volume_into_the_identification_log(db_engine: AsyncEngine) -> None:
+    async with rig_on(db_engine) as rig:
+        start = rig.clock.now.replace(microsecond=0)
+        guests = await _log_row(rig, start)
+        user, password = await rig.login()
+        assert (await rig.access(user, password)).code == packet.AccessAccept  # type: ignore[union-attr]
+        common = {"User_Name": user, "Acct_Session_Id": "c0ffee01", "Calling_Station_Id": "AA-BB-CC-DD-EE-01"}
+        await rig.accounting(Acct_Status_Type="Start", **common)
+        await rig.accounting(
+            Acct_Status_Type="Interim-Update", Acct_Input_Octets=1_000, Acct_Output_Octets=50_000, **common
+        )
+        during = await guests.session(GRANT.session_id)
+        rig.clock.advance(1000)
+        stop = {"Acct_Input_Octets": 7, "Acct_Input_Gigawords": 1, "Acct_Output_Octets": 123, **common}
+        stop["Acct_Output_Gigawords"] = 1
+        stopped_at = int((start + timedelta(seconds=900)).timestamp())
+        await rig.accounting(
+            Acct_Status_Type="Stop", Acct_Terminate_Cause="Idle-Timeout", Event_Timestamp=stopped_at, **stop
+        )
+        # A retransmission with another cause and a stale interim change nothing.
+        rig.clock.advance(60)
+        await rig.accounting(Acct_Status_Type="Stop", Acct_Terminate_Cause="Session-Timeout", **stop)
+        await rig.accounting(Acct_Status_Type="Interim-Update", Acct_Input_Octets=5, **common)
+        after = await guests.session(GRANT.session_id)
+    assert during is not None and during.session.stop_utc is None
+    assert (during.session.bytes_in, during.session.bytes_out) == (50_000, 1_000)
+    assert after is not None
+    row = after.session
+    assert (row.bytes_in, row.bytes_out) == (2**32 + 123, 2**32 + 7), "downloaded is what the gateway output"
+    assert (row.stop_utc, row.end_reason) == (start + timedelta(seconds=900), "gateway")
+
+
+async def test_a_stop_after_the_portal_ended_the_session_adds_its_traffic_only(rig: Rig) -> None:
+    start = rig.clock.now
+    guests = await _log_row(rig, start)
+    user, password = await rig.login()
+    assert (await rig.access(user, password)).code == packet.AccessAccept  # type: ignore[union-attr]
+    revoked_at = start + timedelta(seconds=30)
+    await guests.end_session(GRANT.session_id, "revoked", revoked_at)
+    rig.clock.advance(40)
+    await rig.accounting(
+        Acct_Status_Type="Stop",
+        User_Name=user,
+        Acct_Session_Id="c0ffee02",
+        Acct_Output_Octets=9_999,
+        Acct_Terminate_Cause="Admin-Reset",
+    )
+    view = await guests.session(GRANT.session_id)
+    assert view is not None
+    assert (view.session.end_reason, view.session.stop_utc, view.session.bytes_in) == ("revoked", revoked_at, 9_999)
+
+
+async def test_a_stop_reported_with_a_clock_in_the_future_ends_when_it_arrived(rig: Rig) -> None:
+    start = rig.clock.now.replace(microsecond=0)
+    guests = await _log_row(rig, start)
+    user, _ = await rig.login()
+    rig.clock.advance(120)
+    future = int((rig.clock.now + timedelta(days=400)).timestamp())
+    await rig.accounting(Acct_Status_Type="Stop", User_Name=user, Acct_Session_Id="x", Event_Timestamp=future)
+    view = await guests.session(GRANT.session_id)
+    assert view is not None and view.session.stop_utc == rig.clock.now
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason"),
+    [
+        ("Session-Timeout", "session_timeout"),
+        ("User-Request", "logout"),
+        ("Idle-Timeout", "gateway"),
+        ("Admin-Reboot", "gateway"),
+        (None, "gateway"),
+    ],
+)
+def test_terminate_causes_become_the_logs_end_reasons(cause: str | None, reason: str) -> None:
+    assert log_end_reason(cause) == reason
+
+
+async def test_a_login_on_its_way_to_the_gateway_keeps_the_device_authorised(rig: Rig) -> None:
+    # Between allow() and the gateway's Access-Request the guest's browser is still travelling:
+    # the sweeper must not end the session as closed by the gateway.
+    await rig.login()
+    assert (await rig.gw.status(Device(MAC, "10.1.0.5"))).authorised
+    rig.clock.advance(rig.settings.login_ttl_s + 1)
+    assert not (await rig.gw.status(Device(MAC, "10.1.0.5"))).authorised, "never presented: over"
+    await rig.login()
+    await rig.gw.revoke(Device(MAC, "10.1.0.5"))
+    assert not (await rig.gw.status(Device(MAC, "10.1.0.5"))).authorised, "revoked before use: over"
+
+
 @needs_radclient
 async def test_radclient_accounting_start_is_stored(rig: Rig) -> None:
     user, _ = await rig.login()
@@ -589,13 +688,14 @@ async def test_start_reports_a_port_in_use_with_the_key_to_change(sqlite_engine:
         await gw.stop()
 
 
-async def test_purge_deletes_what_is_older_than_the_retention(rig: Rig) -> None:
-    await rig.login()
-    await rig.accounting(Acct_Status_Type="Start", Acct_Session_Id="old")
-    store = rig.gw._store
-    assert await store.purge(datetime.now(UTC) - timedelta(days=1)) == 0
-    assert await store.purge(datetime.now(UTC) + timedelta(seconds=5)) == 2
-    assert await rig.rows() == []
+async def test_purge_deletes_what_is_older_than_the_retention(db_engine: AsyncEngine) -> None:
+    async with rig_on(db_engine) as rig:
+        await rig.login()
+        await rig.accounting(Acct_Status_Type="Start", Acct_Session_Id="old")
+        store = rig.gw._store
+        assert await store.purge(datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await store.purge(datetime.now(UTC) + timedelta(seconds=5)) == 2
+        assert await rig.rows() == []
 
 
 async def test_a_driver_without_gateways_or_login_address_refuses_to_build(sqlite_engine: AsyncEngine) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,9 @@ from appliance.storage.db import make_sessionmaker
 from appliance.storage.guest_codes import CodeStore, SmsBudget
 from appliance.storage.guests import GuestStore
 from appliance.storage.models_guests import GuestCodeRequest, GuestSession
-from tests.portal_support import OTHER_PHONE, PHONE, CapturingSms, RecordingGateway
+from appliance.storage.models_promotions import VoucherRow
+from tests.peers.smsru_standin import SmsRuStandIn
+from tests.portal_support import OTHER_PHONE, PHONE, CapturingSms, RecordingGateway, portal_config, portal_system
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 # 20:40 UTC is 23:40 in Moscow: the store's day is still 2026-11-27.
@@ -270,6 +273,51 @@ async def test_codes_per_number_pause_doubles_then_the_number_rests(rig: Rig) ->
     assert len(rig.sms.sent) == 4
 
 
+async def test_a_restart_gives_neither_a_number_nor_a_device_a_fresh_allowance(rig: Rig) -> None:
+    limits = {"resend_after_s": 60, "codes_per_number": 3, "codes_per_device": 2, "codes_per_ip": 50}
+    service = rig.service(**limits)
+    devices = [Device(mac=f"aa:bb:cc:00:01:{i:02x}", ip=f"10.99.1.{i}") for i in range(10)]
+    await _code(service, rig, devices[0])
+    rig.wait(61)
+    await _code(service, rig, devices[1])
+    rig.wait(121)
+    await _code(service, rig, devices[2])  # the number's third code: it rests for the hour
+    rig.wait(10)
+    await _code(service, rig, devices[3])  # a decoy: hits the device, not the number
+    await _code(service, rig, devices[4], OTHER_PHONE)
+    rig.wait(61)
+    await _code(service, rig, devices[4], "+79160000001")  # the device's second code: it rests too
+    assert len(rig.sms.sent) == 5
+    rig.wait(1200)
+
+    restarted = rig.service(**limits)
+    assert await restarted.restore_limits() == 6
+    await _code(restarted, rig, devices[5])
+    assert len(rig.sms.sent) == 5, "the number still rests after the restart"
+    refused = await restarted.request_code(devices[4], "+79160000002", YES, "ru")
+    assert isinstance(refused, Refused) and refused.key == "code.device_limited"
+    assert refused.wait_s == pytest.approx(3600 - 1200, abs=1)
+    # Replayed as it happened: the decoy's device had one hit, so it may ask once more.
+    await _code(restarted, rig, devices[3], "+79160000003")
+    assert len(rig.sms.sent) == 6
+
+    rig.wait(2 * 3600)
+    fresh = rig.service(**limits)
+    assert await fresh.restore_limits() == 2, "only the last two windows count"
+    await _code(fresh, rig, devices[6])
+    assert len(rig.sms.sent) == 7
+
+
+async def test_the_portal_restores_the_limits_when_it_starts(tmp_path: Path) -> None:
+    async with SmsRuStandIn.running() as sms:
+        cfg = portal_config(tmp_path, sms=sms.sms_config(), login={"codes_per_number": 1})
+        async with portal_system(cfg) as system:
+            assert isinstance(await system.identification.request_code(PHONE_DEVICE, PHONE, YES, "ru"), CodeSent)
+        async with portal_system(cfg) as again:
+            assert isinstance(await again.identification.request_code(OTHER_DEVICE, PHONE, YES, "ru"), CodeSent)
+        assert len(sms.sent_to(PHONE)) == 1, "the number's limit outlived the restart"
+
+
 async def test_a_device_asking_for_many_numbers_is_told_to_wait(rig: Rig) -> None:
     service = rig.service(resend_after_s=30, codes_per_device=2, codes_per_ip=50)
     await _code(service, rig, PHONE_DEVICE, PHONE)
@@ -437,6 +485,16 @@ async def test_logout_and_revoke_close_the_gateway_and_forget_the_device(rig: Ri
     assert await service.remembered(PHONE_DEVICE, None) is None and len(rig.gateway.revoked) == 2
 
 
+async def test_ending_a_session_keeps_the_traffic_the_gateway_counted_last(rig: Rig) -> None:
+    # Between two sweeps the gateway counted more; a revoke makes it forget the counters.
+    service = rig.service()
+    done = await _login(service, rig)
+    rig.gateway.counters = (7_000_000, 250_000)
+    assert await service.logout(PHONE_DEVICE)
+    [row] = await rig.rows(GuestSession)
+    assert (row.id, row.end_reason, row.bytes_in, row.bytes_out) == (done.session_id, "logout", 7_000_000, 250_000)
+
+
 async def test_a_gateway_that_refuses_leaves_an_honest_log_row(rig: Rig) -> None:
     rig.gateway.refuse = True
     service = rig.service()
@@ -475,13 +533,17 @@ async def test_purge_keeps_six_months_then_deletes_the_person_too(rig: Rig) -> N
     service = rig.service(resend_after_s=10)
     await _login(service, rig)
     assert await service.logout(PHONE_DEVICE)
-    purge = Purge(service.guests, service.codes, service.budget, 183, clock=lambda: rig.now)
+    assert service.vouchers is not None
+    await service.vouchers.issue("Иванова Мария", "passport_rf", "1234", "anna", 1, 1, now_utc=rig.now)
+    purge = Purge(service.guests, service.codes, service.budget, 183, clock=lambda: rig.now, vouchers=service.vouchers)
     rig.wait(2 * 24 * 3600)
     assert await purge.purge() == (0, 0)
     assert await rig.rows(GuestCodeRequest) == []  # code requests go after a day
     rig.wait(181 * 24 * 3600)
     recent = await _login(service, rig, OTHER_DEVICE, OTHER_PHONE)
     assert await purge.purge() == (0, 0)  # exactly 183 days: still kept
+    assert len(await rig.rows(VoucherRow)) == 1
     rig.wait(24 * 3600)
     assert await purge.purge() == (1, 1)
     assert [r.id for r in await rig.rows(GuestSession)] == [recent.session_id]
+    assert await rig.rows(VoucherRow) == [], "the voucher's name and document go with the log"

@@ -4,6 +4,7 @@ and hashes, consent versions, visits, and which addresses count as the portal's 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,12 +54,13 @@ def test_retention_below_six_months_is_refused_with_the_reason() -> None:
         ({"code_attempts": 6}, "portal.login.code_attempts: Input should be less than or equal to 5 (got 6)"),
         ({"methods": []}, "portal.login.methods: List should have at least 1 item after validation, not 0"),
         ({"methods": ["sms", "sms"]}, "a method is listed twice"),
-        ({"methods": ["email"]}, "portal.login.methods[0]: Input should be 'sms', 'call' or 'voucher'"),
+        ({"methods": ["email"]}, "portal.login.methods[0]: Input should be 'sms', 'call', 'voucher' or 'external'"),
         ({"public_url": "http://wifi.example"}, "write the portal's address as https://name.example"),
         ({"idle_timeout_min": 300, "session_timeout_min": 60}, "idle_timeout_min (300) is longer"),
         ({"allowed_country_codes": [0]}, "country calling codes are 1 to 999"),
         ({"consent_version": "v 1"}, "portal.login.consent_version"),
         ({"codes_per_number": 0}, "portal.login.codes_per_number"),
+        ({"wifi_name": "Гостевая сеть магазина"}, "at most 32 bytes (got 42; a Cyrillic letter takes 2)"),
     ],
 )
 def test_bad_login_settings_name_the_key(login: dict[str, Any], expected: str) -> None:
@@ -267,3 +269,54 @@ def test_an_answer_read_while_a_session_changed_is_not_kept() -> None:
     cache.forget(key)  # a login committed while the database was being asked
     cache.put(key, None, before)
     assert cache.get(key, now) == (False, None)
+
+
+# ------------------------------------------------------------------------ accessibility ---
+
+PORTAL_CSS = Path(__file__).resolve().parent.parent / "appliance" / "portal" / "static" / "portal.css"
+
+
+def _declared(css: str, selector: str, prop: str) -> str:
+    """The value of `prop` in the rule whose selector list names `selector` (the stylesheet's own)."""
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", css):
+        if selector in (s.strip() for s in selectors.split(",")):
+            found = re.search(rf"(?:^|[;\s]){prop}\s*:\s*(#[0-9a-fA-F]{{3,6}})", body)
+            if found:
+                return found.group(1)
+    raise AssertionError(f"{selector} declares no {prop} colour")
+
+
+def _luminance(hex_colour: str) -> float:
+    digits = hex_colour.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("text", "background"),
+    [
+        ("body", "body"),  # page text
+        ("header", "header"),  # store name and language switch
+        (".hint", "body"),  # hints, on the page and on a card
+        (".hint", ".card"),
+        ("main a", ".card"),  # links and link-styled buttons
+        ("main a", "body"),
+        ("button.link", ".card"),
+        ("button", "button"),
+        (".error-box", ".error-box"),
+        ("body", ".notice"),  # notices keep the page's text colour
+        ("body", ".ok"),
+    ],
+)
+def test_portal_text_meets_wcag_aa_contrast(text: str, background: str) -> None:
+    css = PORTAL_CSS.read_text()
+    fg, bg = _declared(css, text, "color"), _declared(css, background, "background")
+    assert _contrast(fg, bg) >= 4.5, f"{text} {fg} on {background} {bg}: {_contrast(fg, bg):.2f}:1"

@@ -341,6 +341,30 @@ async def test_console_create_with_image_needs_csrf_and_reaches_the_portal(conso
     assert image.status == 200 and await image.read() == stored
 
 
+async def test_only_the_upload_forms_take_big_bodies(console: Console) -> None:
+    # The picture upload needs megabytes; the console's other forms, and above all the public
+    # sign-in form, get the console's small limit whether the size is announced or not.
+    big = "x" * (200 * 1024)
+
+    async def streamed() -> AsyncIterator[bytes]:
+        yield f"username=a&password={big}".encode()
+
+    announced = await console.client.post("/login", data={"username": "a", "password": big})
+    assert announced.status == 413 and "Слишком много данных" in await announced.text()
+    chunked = await console.client.post(
+        "/login", data=streamed(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert chunked.status == 413
+    token = await console.sign_in()
+    other = await console.client.post("/logout", data={"csrf_token": token, "padding": big}, allow_redirects=False)
+    assert other.status == 413
+    picture = _picture(1600, 1200)
+    assert len(picture) > 4 * len(big)
+    fields = {"title": "Большая картинка", "first_day": "2026-11-27", "action": "save", "image": picture}
+    resp = await console.client.post("/promos/new", data=_form(token, **fields), allow_redirects=False)
+    assert resp.status == 303 and len(await _stored(console)) == 1
+
+
 async def test_console_preview_shows_sanitised_text_and_saves_nothing(console: Console) -> None:
     token = await console.sign_in()
     resp = await console.client.post(

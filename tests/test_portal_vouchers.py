@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,10 +23,11 @@ from appliance.portal.vouchers import (
     new_code,
     normalize_code,
 )
-from appliance.portal.vouchers_console import vouchers_console_feature
+from appliance.portal.vouchers_console import VOUCHER_WIFI_NAME, vouchers_console_feature
 from appliance.storage.db import make_sessionmaker
 from appliance.storage.models_promotions import VoucherRedemption, VoucherRow
 from tests.guest_wifi_support import VIEWER, VIEWER_PASSWORD, Console, console_with
+from tests.portal_support import portal_config, portal_system
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MAC_A, MAC_B, MAC_C = "aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02", "aa:bb:cc:00:00:03"
@@ -147,6 +149,18 @@ BAD_INPUT = [
 ]
 
 
+async def test_purge_deletes_vouchers_and_their_devices_once_over(store: VoucherStore, db_engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    old, old_code = await store.issue("Петров Пётр", "passport_rf", None, "anna", 2, 2, now_utc=now)
+    young, _ = await store.issue("Сидорова Анна", "passport_rf", None, "anna", 24, 2, now_utc=now)
+    assert await store.redeem(old_code, now, device_mac="aa:bb:cc:dd:ee:01") is not None
+    assert await store.purge(old.valid_until) == 0, "still working until its last moment"
+    assert await store.purge(old.valid_until + timedelta(seconds=1)) == 1
+    async with make_sessionmaker(db_engine)() as session:
+        assert [r.id for r in (await session.scalars(select(VoucherRow))).all()] == [young.id]
+        assert (await session.scalars(select(VoucherRedemption))).all() == []
+
+
 async def test_bad_input_is_refused_with_a_message_key(store: VoucherStore) -> None:
     for kwargs, key in BAD_INPUT:
         with pytest.raises(VoucherError) as info:
@@ -176,6 +190,16 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
 
     async with console_with(tmp_path, features) as c:
         yield c
+
+
+async def test_the_configured_network_name_reaches_the_printed_voucher(tmp_path: Path) -> None:
+    cfg = portal_config(tmp_path, login={"wifi_name": " Ромашка-Гости "})
+    async with portal_system(cfg) as system:
+        [feature] = [f for f in system.console if f.name == "vouchers"]
+        app = web.Application()
+        assert feature.setup is not None
+        feature.setup(app)
+    assert app[VOUCHER_WIFI_NAME] == "Ромашка-Гости"
 
 
 def _issue_form(token: str | None, **overrides: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from appliance.bus import EventBus, Subscription
 from appliance.config import Config
-from appliance.portal.app import create_portal_app
+from appliance.portal.app import PORTAL_MAX_BODY_BYTES, create_portal_app
 from appliance.portal.gateways.base import Device
 from appliance.portal.notices import SmsBudgetReached
 from appliance.portal.system import PortalSystem
@@ -490,6 +490,15 @@ async def test_a_flood_of_posts_from_one_address_is_slowed(tmp_path: Path, sms: 
             assert statuses[:2] == [400, 400] and statuses[2:] == [429, 429]
             last = await guest.post("/login/voucher", {"voucher": "X"})
             assert "Подождите минуту" in await last.text() and last.headers["Retry-After"] == "60"
+
+
+async def test_a_guest_form_bigger_than_a_phone_number_needs_is_refused(portal: Portal) -> None:
+    async with portal.guest() as guest:
+        resp = await guest.post(
+            "/login/phone", {"phone": "+7" + "9" * (PORTAL_MAX_BODY_BYTES + 1), "consent_pd": "yes"}
+        )
+        assert resp.status == 413 and "Слишком много данных" in await resp.text()
+    assert portal.sms.sent_to(PHONE) == []
 
 
 async def test_consent_documents_are_separate_pages_with_their_version(portal: Portal) -> None:

@@ -10,11 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.pipeline import record_segment
 from appliance.cameras.reconcile import playable_end, reconcile
 from appliance.cameras.recorder import Recorder
+from appliance.evidence.ledger import EvidenceLedger
+from appliance.evidence.verify import CONTENT_CHANGED
 from appliance.storage.db import create_engine, make_sessionmaker
 from appliance.storage.footage import LocalFootageStore, key_start
 from appliance.storage.migrate import upgrade
@@ -189,3 +193,59 @@ async def test_rows_and_files_out_of_step_are_settled_and_unreadable_files_left_
     report = await reconcile(store, index, ["cam1"])
     assert report.restored == [first]
     assert (await index.get(first)).status == SEGMENT_COMPLETE  # type: ignore[union-attr]
+
+
+async def test_a_complete_segment_missing_from_the_evidence_chain_is_chained_and_verified(
+    store: LocalFootageStore, db_engine: AsyncEngine
+) -> None:
+    """A crash (or "database is locked") between completing a segment's row and appending it to the
+    evidence chain: verify then neither checked nor flagged the file. Reconcile appends it, with the
+    hash the recorder computed, so a file changed meanwhile is reported."""
+    sessions = make_sessionmaker(db_engine)
+    index = SegmentIndex(sessions)
+    ledger = EvidenceLedger(sessions, Ed25519PrivateKey.generate())
+
+    async def chain(info: SegmentInfo) -> None:
+        await record_segment(ledger, info)
+
+    await reconcile(store, index, ["cam1"])  # the archive indexed
+    first, second, third = sorted(store.iter_keys())
+    for key in (first, third):
+        row = await index.get(key)
+        assert row is not None
+        await chain(SegmentInfo.of_row(row))
+    # The second never reached the chain; then one byte of it changes.
+    path = store.root / second
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    await ledger.sign_heads(T0 + timedelta(hours=1))
+    unchecked = await ledger.verify(store)
+    assert unchecked.ok and unchecked.cameras[0].files_checked == 2
+
+    report = await reconcile(store, index, ["cam1"], on_segment=chain, chained=ledger.recorded_keys)
+
+    assert report.rechained == [second] and report.changed and report.problems == []
+    assert await ledger.recorded_keys("cam1") == {first, second, third}
+    await ledger.sign_heads(T0 + timedelta(hours=2))
+    checked = await ledger.verify(store)
+    assert checked.cameras[0].files_checked == 3
+    assert [(p.object_key, p.what) for c in checked.cameras for p in c.problems] == [(second, CONTENT_CHANGED)]
+    # Nothing is appended twice.
+    again = await reconcile(store, index, ["cam1"], on_segment=chain, chained=ledger.recorded_keys)
+    assert again.rechained == [] and not again.changed
+
+
+async def test_a_failed_chain_append_is_not_reported_as_rechained(
+    store: LocalFootageStore, index: SegmentIndex
+) -> None:
+    await reconcile(store, index, ["cam1"])
+
+    async def nothing_chained(_camera: str) -> set[str]:
+        return set()
+
+    async def broken(_info: SegmentInfo) -> None:
+        raise OSError("database is locked")
+
+    report = await reconcile(store, index, ["cam1"], on_segment=broken, chained=nothing_chained)
+    assert report.rechained == [] and not report.changed

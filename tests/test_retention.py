@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.cameras.retention import (
+    ClipSpan,
     Deletion,
     DeletionReason,
     EventSpan,
@@ -190,6 +191,30 @@ def test_the_newest_segment_of_each_camera_and_the_one_being_written_survive() -
     # kassa's newest finished segment (10) stays as well as the one in progress.
     assert list(plan.segments) == [kassa[0], zal[0]]
     assert plan.missing_bytes == 98 * MB
+
+
+def clip(start_s: float, end_s: float, camera: str = "kassa", size: int = MB, held: bool = False) -> ClipSpan:
+    return ClipSpan(f"{camera}-{start_s}", camera, s(start_s), s(end_s), size, held)
+
+
+def test_clips_go_in_the_same_oldest_first_order_as_segments() -> None:
+    segments = [seg(0), seg(20), seg(40), seg(60)]
+    clips = [clip(15, 30), clip(25, 38, "zal"), clip(45, 58)]
+    plan = to_free(segments, int(3.5 * MB), clips)
+    assert plan.in_order() == [segments[0], clips[0], segments[1], clips[1]]
+    assert (plan.segments, plan.clips) == ((segments[0], segments[1]), (clips[0], clips[1]))
+    assert (plan.freed_bytes, plan.missing_bytes) == (4 * MB, 0)
+    # A clip starting with a segment goes after it (it was cut from it).
+    same = to_free([seg(100, size=1), seg(200)], 10, [clip(100, 105, size=1)])
+    assert [type(x) for x in same.in_order()] == [SegmentInfo, ClipSpan]
+
+
+def test_held_clips_and_those_reaching_into_the_newest_footage_survive() -> None:
+    segments = [seg(0), seg(20), seg(40)]  # 40 is kassa's newest
+    held, into_newest, before = clip(5, 15, held=True), clip(35, 45), clip(25, 35)
+    plan = to_free(segments, 100 * MB, [held, into_newest, before, clip(50, 60, "zal")])
+    assert plan.in_order() == [segments[0], segments[1], before, clip(50, 60, "zal")]
+    assert plan.missing_bytes == 96 * MB
 
 
 def test_nothing_to_free() -> None:

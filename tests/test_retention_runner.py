@@ -103,13 +103,14 @@ class Rig:
         self.store.finalize(key)
         return hashlib.sha256(payload).hexdigest()
 
-    async def clip(self, camera: str, start: datetime, end: datetime) -> tuple[str, str, str]:
-        """An ended event with its clip and H.264 rendition, recorded as ClipService records them:
-        (event id, clip key, rendition key)."""
+    async def clip(self, camera: str, start: datetime, end: datetime, size: int | None = None) -> tuple[str, str, str]:
+        """An ended event with its clip (of `size` bytes) and H.264 rendition, recorded as
+        ClipService records them: (event id, clip key, rendition key)."""
         await self.event(camera, start, end)
         event_id = event_id_for(camera, start)
         key = clip_key(camera, event_id, start)
         payload = f"clip {key}".encode() * 50
+        payload = payload if size is None else (payload * (size // len(payload) + 1))[:size]
         sha256 = await asyncio.to_thread(self.publish, key, payload)
         first_frame = start - timedelta(seconds=5)
         await self.ledger.append(camera, "clip", key, sha256, len(payload), first_frame)
@@ -371,6 +372,88 @@ async def test_quota_frees_the_oldest_across_cameras_and_never_the_newest_or_the
     assert (await rig.ledger.verify(rig.store)).ok
 
 
+async def test_clips_go_under_pressure_with_the_segments_oldest_first(rig: Rig) -> None:
+    """Each clip takes its place by the footage it holds (from its clip_from): a segment, the clip
+    of an event inside the next one, ... The evidence record comes before each file goes."""
+    t0 = NOW - timedelta(hours=3)
+    seg = [await rig.record("door", t0 + i * 3 * SEGMENT) for i in range(3)]  # at 0, 30, 60 s
+    first = await rig.clip("door", t0 + 20 * timedelta(seconds=1), t0 + 23 * timedelta(seconds=1))  # from 15 s
+    second = await rig.clip("door", t0 + 50 * timedelta(seconds=1), t0 + 53 * timedelta(seconds=1))  # from 45 s
+    newest = await rig.record("door", NOW - timedelta(minutes=1))
+    sizes = {k: rig.store.size(k) for k in (*seg, first[1], first[2], second[1], second[2])}
+    sub = rig.bus.subscribe(RetentionShortened)
+    used = rig.store.used_bytes()
+    # Enough for the first segment, the first clip with its rendition and one byte more.
+    needed = sizes[seg[0]] + sizes[first[1]] + sizes[first[2]] + 1
+
+    report = await rig.runner({"door": KEEP_LONG}, quota=used - needed).sweep(NOW)
+
+    assert [k for k, _ in await rig.deletion_records()] == [seg[0], first[1], seg[1]]
+    assert {r for _, r in await rig.deletion_records()} == {"retention:quota"}
+    assert report.clips == [first[1]] and deleted_keys(report) == [seg[0], seg[1]]
+    assert report.clip_bytes == sizes[first[1]] + sizes[first[2]]
+    assert not rig.exists(first[1]) and not rig.exists(first[2])
+    assert all(rig.exists(k) for k in (seg[2], second[1], second[2], newest))
+    event = await rig.events.get(first[0])
+    assert event is not None and event.end_utc is not None and (event.clip_key, event.rendition_key) == (None, None)
+    (shortened,) = await received(sub)
+    assert shortened.camera_id == "door" and shortened.freed_bytes == report.freed_bytes + report.clip_bytes
+    assert shortened.oldest_kept_utc == t0 + 4 * SEGMENT  # the second segment's end, after the clip's end
+    assert (await rig.ledger.verify(rig.store)).ok
+
+    # A quota of nothing: the rest goes too, but the newest segment stays.
+    report = await rig.runner({"door": KEEP_LONG}, quota=0).sweep(NOW)
+    assert [k for k, _ in (await rig.deletion_records())[3:]] == [second[1], seg[2]]
+    assert rig.exists(newest) and report.missing_bytes == rig.store.used_bytes() == 1000
+    assert (await rig.ledger.verify(rig.store)).ok
+
+
+async def test_clips_older_than_every_segment_are_found_under_pressure(rig: Rig) -> None:
+    # Their segments went long ago (by age, or under pressure); the clips of events_days remain.
+    old = await rig.clip("door", NOW - timedelta(days=20), NOW - timedelta(days=20) + timedelta(seconds=3))
+    recent = [await rig.record("door", NOW - timedelta(hours=1) + i * SEGMENT) for i in range(3)]
+
+    report = await rig.runner({"door": KEEP_LONG}, quota=rig.store.used_bytes() - 1).sweep(NOW)
+
+    assert report.clips == [old[1]] and report.deletions == []
+    assert not rig.exists(old[1]) and not rig.exists(old[2]) and all(rig.exists(k) for k in recent)
+
+
+async def test_a_clip_cut_from_a_held_segment_survives_pressure(rig: Rig) -> None:
+    start = NOW - timedelta(days=2)
+    held = await rig.record("till", start - timedelta(seconds=2), hold=True)
+    event_id, key, rendition = await rig.clip("till", start, start + timedelta(seconds=4))
+    plain = await rig.record("till", NOW - timedelta(hours=2))
+    await rig.record("till", NOW - timedelta(minutes=1))
+
+    report = await rig.runner({"till": KEEP_LONG}, quota=0).sweep(NOW)
+
+    assert deleted_keys(report) == [plain] and report.clips == []
+    assert rig.exists(held) and rig.exists(key) and rig.exists(rendition)
+    assert report.missing_bytes == rig.store.used_bytes()  # the held footage and the newest are left
+    assert key not in {k for k, _ in await rig.deletion_records()}
+    event = await rig.events.get(event_id)
+    assert event is not None and event.clip_key == key
+
+
+async def test_a_clip_deletion_that_cannot_be_recorded_is_not_made(rig: Rig) -> None:
+    rig.ledger = ContendedLedger(rig.sessions, Ed25519PrivateKey.generate())
+    start = NOW - timedelta(days=2)
+    event_id, key, rendition = await rig.clip("cash", start, start + timedelta(seconds=4))
+    newer = await rig.record("cash", NOW - timedelta(hours=2))
+    await rig.record("cash", NOW - timedelta(minutes=1))
+    rig.ledger.contended = key
+
+    report = await rig.runner({"cash": KEEP_LONG}, quota=0).sweep(NOW)
+
+    assert report.clips == [] and [k for k, _ in report.failures] == [key]
+    assert deleted_keys(report) == [newer]
+    assert rig.exists(key) and rig.exists(rendition)
+    event = await rig.events.get(event_id)
+    assert event is not None and event.clip_key == key
+    assert (await rig.ledger.verify(rig.store)).ok
+
+
 class CountingStore(LocalFootageStore):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -508,6 +591,30 @@ async def test_minimum_free_space_on_a_small_disk_deletes_the_oldest_until_it_is
     assert message == RetentionShortened(
         "door", NOW - timedelta(hours=2) + len(deleted) * SEGMENT, report.freed_bytes, "free_space"
     )
+
+
+async def test_on_a_small_disk_clips_go_with_the_oldest_segments_until_it_is_free(
+    db_engine: AsyncEngine, small_disk: LocalFootageStore
+) -> None:
+    rig = Rig(small_disk, make_sessionmaker(db_engine))
+    t0 = NOW - timedelta(hours=2)
+    order: list[str] = []
+    for i in range(5):
+        order.append(await rig.record("door", t0 + 2 * i * SEGMENT, size=300_000))
+        start = t0 + (2 * i + 1) * SEGMENT + timedelta(seconds=5)  # clip_from halfway through the next 10 s
+        order.append((await rig.clip("door", start, start + timedelta(seconds=2), size=300_000))[1])
+    newest = await rig.record("door", NOW - timedelta(minutes=1), size=300_000)
+    min_free = 2_000_000
+    assert small_disk.free_bytes() < min_free
+
+    report = await rig.runner({"door": KEEP_LONG}, min_free=min_free).sweep(NOW)
+
+    deleted = [k for k, _ in await rig.deletion_records()]
+    assert 2 < len(deleted) < len(order) and deleted == order[: len(deleted)]
+    assert report.clips and {r for _, r in await rig.deletion_records()} == {"retention:free_space"}
+    assert small_disk.free_bytes() >= min_free
+    assert all(rig.exists(k) for k in (*order[len(deleted) :], newest))
+    assert (await rig.ledger.verify(rig.store)).ok
 
 
 async def test_files_the_index_does_not_know_are_never_deleted_even_under_pressure(

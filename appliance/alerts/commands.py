@@ -72,7 +72,8 @@ def alerts_test(cfg: Config, channel_id: str) -> int:
         parts = make_parts(cfg, make_sessionmaker(engine), channel_ids=[channel_id])
         worker = parts.workers[0]
         started = time.monotonic()
-        # A channel with a connection of its own (MQTT) delivers only while its link runs.
+        # A channel with a connection of its own (MQTT) delivers only while its link runs; the daemon's link is
+        # in another process, so the command keeps one of its own while it sends.
         run = getattr(worker.channel, "run", None)
         link = asyncio.create_task(run()) if run is not None else None
         try:

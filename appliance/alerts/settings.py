@@ -189,6 +189,13 @@ class AlertsSection(StrictModel):
         description="The console's address as the owner's phone reaches it (e.g. https://shop.example.org): alerts "
         "link to {console_url}/events/<id>. Empty: alerts carry no link.",
     )
+    vapid_contact: str = Field(
+        "",
+        max_length=200,
+        description="Web Push: how the push services (Google, Mozilla, Apple) can reach the appliance's owner, "
+        "mailto:owner@example.org or an https:// page. Empty: console_url when it is https, else a placeholder "
+        "that some push services may refuse.",
+    )
     channels: list[ChannelSettings] = Field(default_factory=list, description="Where alerts go.")
     retry_initial_s: float = Field(
         5.0, gt=0, le=600, description="First wait before a failed delivery is tried again; it doubles each time."
@@ -210,6 +217,24 @@ class AlertsSection(StrictModel):
         if v and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise ValueError(f"not an http(s) address (got {v!r}); write e.g. https://shop.example.org or leave empty")
         return v.rstrip("/")
+
+    @field_validator("vapid_contact")
+    @classmethod
+    def _vapid_contact(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        if v.startswith("mailto:"):
+            if "@" not in v.removeprefix("mailto:").strip("@"):
+                raise ValueError(f"not an e-mail address (got {v!r}); write e.g. mailto:owner@example.org")
+            return v
+        parts = urlsplit(v)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(
+                f"push services accept only a mailto: or https: contact (got {v!r}); write e.g. "
+                "mailto:owner@example.org or https://shop.example.org"
+            )
+        return v
 
     @model_validator(mode="after")
     def _checks(self) -> AlertsSection:

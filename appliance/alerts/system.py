@@ -31,6 +31,7 @@ from appliance.alerts.producer import Producer
 from appliance.alerts.service import AlertsService
 from appliance.bus import EventBus
 from appliance.config import Config
+from appliance.console.events_page import events_feature
 from appliance.features import Built
 from appliance.logs import SECRETS
 from appliance.storage.events import EventStore
@@ -98,7 +99,8 @@ async def housekeeping(outbox: Outbox, keep_days: float) -> None:
 async def build_alerts(cfg: Config, sessions: async_sessionmaker[AsyncSession], bus: EventBus) -> Built:
     parts = make_parts(cfg, sessions)
     await parts.pauses.load()
-    built = Built(console=[alerts_feature(parts.service, cfg)])
+    # The event page is what every alert links to.
+    built = Built(console=[alerts_feature(parts.service, cfg), events_feature(cfg, sessions)])
     for worker in parts.workers:
         built.components.append((f"alerts:{worker.id}", worker.run, StopStage.LISTENERS))
         channel = worker.channel

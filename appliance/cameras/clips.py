@@ -5,14 +5,14 @@ out of consecutive segments (the newest may still be being written: its partial 
 to its last complete fragment) into one MP4 with the index in front (`faststart`), so a browser
 starts playing before the whole file has arrived. Timestamps run from 0 without gaps, whatever
 the segments' own timelines; the file's `creation_time` is the first frame's UTC time. H.265 keeps
-its `hvc1` tag (what Apple players need), and for browsers that cannot play H.265 at all (desktop
-Chromium) `h264_rendition` makes a small H.264 copy once per event; the H.265 clip stays the
-evidence.
+its `hvc1` tag (what Apple players need), and browsers that cannot play H.265 at all (desktop
+Chromium) get an H.264 rendition of the event: made while the event happens (renditions.py), or
+when that failed by `h264_rendition` from the finished clip; the H.265 clip stays the evidence.
 
 `ClipService` does this for each ended event: it waits until the footage reaches `clip_to`
 (reading the partial segment is what makes a clip ready about a fragment after `clip_to` rather
 than a whole segment later), builds the clip in a worker thread, adds it to the evidence chain,
-stores it with the event and publishes `ClipReady`.
+stores it with the event (with the rendition of an H.265 clip) and publishes `ClipReady`.
 """
 
 from __future__ import annotations

@@ -349,6 +349,7 @@ class EventTracker:
         self._last_frame: datetime | None = None
         self._candidate_since: datetime | None = None
         self._event: _OpenEvent | None = None
+        self._last_end: datetime | None = None
 
     @property
     def active_event_id(self) -> str | None:
@@ -384,7 +385,13 @@ class EventTracker:
             if stalled:
                 self._candidate_since = t  # a run from before the stall was not observed throughout
             elif self._candidate_since is None:
-                self._candidate_since = t if since is None else _aware(since, "since")
+                since = None if since is None else _aware(since, "since")
+                # A run that began within the last event (ended by `tick` while its frames were
+                # still on their way) starts the next one at this frame, as without `since`.
+                if since is not None and (self._last_end is None or since > self._last_end):
+                    self._candidate_since = since
+                else:
+                    self._candidate_since = t
             if t - self._candidate_since >= self._min_motion:
                 actions += self._begin(self._candidate_since, self._candidate_since - self._pre_roll, t, score, boxes)
                 self._candidate_since = None
@@ -458,6 +465,7 @@ class EventTracker:
         event = self._event
         assert event is not None
         self._event = None
+        self._last_end = end
         return EventEnded(
             event_id=event.event_id,
             camera_id=self.camera_id,

@@ -96,7 +96,7 @@ class RetentionShortened:
 
     camera_id: str
     oldest_kept_utc: datetime
-    """Footage before this moment is gone (legal holds aside): the end of the newest segment deleted."""
+    """Footage before this moment is gone (legal holds aside): the end of the newest segment (or clip) deleted."""
     freed_bytes: int
     reason: str
     """"quota" (footage exceeded the disk quota) or "free_space" (the disk fell below its minimum free space)."""

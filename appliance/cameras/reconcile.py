@@ -13,7 +13,12 @@ removed behind the appliance's back. `reconcile` settles each case, before the r
 * a row being recorded is completed from its file, or removed if there is no file at all;
 * a complete row whose file is gone becomes "missing", kept for the report (the evidence chain
   flags the gap as tampering unless retention recorded the deletion); if the file comes back with
-  the same SHA-256 the row is complete again.
+  the same SHA-256 the row is complete again;
+* a complete segment the evidence chain does not hold (a crash, or a failed database write,
+  between completing the row and appending to the chain) is appended to it, with the SHA-256 the
+  recorder computed while writing, so that `appliance footage verify` checks it: a file changed
+  since no longer matches. (Files indexed here from a lost database enter the chain with their
+  hash as found: from now on, not from their recording.)
 
 Files that cannot be read as H.264/H.265 MP4 are left where they are and reported.
 """
@@ -24,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, Final
@@ -200,6 +205,8 @@ class ReconcileReport:
     """Complete rows whose file is gone: now "missing"."""
     restored: list[str] = field(default_factory=list)
     """Missing rows whose file is back with the same SHA-256: complete again."""
+    rechained: list[str] = field(default_factory=list)
+    """Complete segments missing from the evidence chain: appended to it."""
     problems: list[str] = field(default_factory=list)
     """Files left alone, and why."""
 
@@ -214,6 +221,7 @@ class ReconcileReport:
                 self.dropped_rows,
                 self.missing,
                 self.restored,
+                self.rechained,
             )
         )
 
@@ -228,12 +236,14 @@ class _Camera:
         index: SegmentIndex,
         report: ReconcileReport,
         on_segment: SegmentHook | None,
+        chained: ChainedKeys | None,
     ) -> None:
         self.camera_id = camera_id
         self.store = store
         self.index = index
         self.report = report
         self.on_segment = on_segment
+        self.chained = chained
 
     async def run(self) -> None:
         statuses = await self.index.statuses(self.camera_id)
@@ -264,6 +274,20 @@ class _Camera:
         if gone:
             await self.index.mark_missing(gone, utcnow())
             self.report.missing.extend(gone)
+        await self._rechain()
+
+    async def _rechain(self) -> None:
+        """Append the complete segments the evidence chain lacks, oldest first."""
+        if self.chained is None or self.on_segment is None:
+            return
+        chained = await self.chained(self.camera_id)
+        statuses = await self.index.statuses(self.camera_id)
+        for key in sorted(k for k, status in statuses.items() if status == SEGMENT_COMPLETE and k not in chained):
+            row = await self.index.get(key)
+            if row is None:
+                continue
+            if await self._hook(SegmentInfo.of_row(row)):
+                self.report.rechained.append(key)
 
     async def _partial(self, key: str, status: str | None) -> None:
         try:
@@ -326,13 +350,19 @@ class _Camera:
         await self.index.restore(key)
         self.report.restored.append(key)
 
-    async def _hook(self, info: SegmentInfo) -> None:
+    async def _hook(self, info: SegmentInfo) -> bool:
         if self.on_segment is None:
-            return
+            return False
         try:
             await self.on_segment(info)
         except Exception:
             log.exception("segment hook failed for a reconciled segment", extra={"key": info.key})
+            return False
+        return True
+
+
+ChainedKeys = Callable[[str], Awaitable[set[str]]]
+"""A camera's keys that the evidence chain holds (`EvidenceLedger.recorded_keys`)."""
 
 
 async def reconcile(
@@ -340,14 +370,16 @@ async def reconcile(
     index: SegmentIndex,
     camera_ids: Iterable[str],
     on_segment: SegmentHook | None = None,
+    chained: ChainedKeys | None = None,
 ) -> ReconcileReport:
     """Settle files and index rows of these cameras (the ones this appliance records; others may
     share a PostgreSQL index). Run it before the recorders start. `on_segment` is called for each
-    segment the recorder had been writing and that is now complete, as the recorder would have.
+    segment the recorder had been writing and that is now complete, as the recorder would have,
+    and, given `chained`, for each complete segment whose key it does not return.
     """
     report = ReconcileReport()
     for camera_id in camera_ids:
-        await _Camera(camera_id, store, index, report, on_segment).run()
+        await _Camera(camera_id, store, index, report, on_segment, chained).run()
     if report.changed or report.problems:
         log.warning(
             "footage reconciled",
@@ -359,6 +391,7 @@ async def reconcile(
                 "dropped_rows": len(report.dropped_rows),
                 "missing": len(report.missing),
                 "restored": len(report.restored),
+                "rechained": len(report.rechained),
                 "problems": report.problems,
             },
         )

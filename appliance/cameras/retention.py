@@ -24,6 +24,10 @@ Each class then has its own age limit (`continuous_days`, `motion_days`, `events
 segment is kept for the longest limit among the classes it belongs to. Changing the mode never
 deletes footage already kept: older footage simply ages out under these limits. Footage under a
 legal hold and the segment being written are never deleted, by age or by disk pressure.
+
+Event clips are copies cut from the segments; they age out with `events_days` (the runner does
+that from the events table), and under disk pressure they go with the segments, oldest first by
+the footage they hold (`to_free`), never when a segment they were cut from is under a legal hold.
 """
 
 from __future__ import annotations
@@ -128,13 +132,35 @@ class Deletion:
 
 
 @dataclass(frozen=True)
+class ClipSpan:
+    """An event clip as disk pressure sees it: the footage it holds, [start, end] (its clip_from
+    and clip_to), and its size with its H.264 rendition's. Times are time-zone aware UTC."""
+
+    id: str
+    """The event's id."""
+    camera_id: str
+    start: datetime
+    end: datetime
+    size_bytes: int
+    legal_hold: bool = False
+    """A segment the clip was cut from is under a legal hold."""
+
+
+@dataclass(frozen=True)
 class FreePlan:
-    """The segments to delete, oldest first, to free space; `missing_bytes` > 0 when protected
-    footage (legal holds, segments being written, each camera's newest) left too little to delete."""
+    """The segments and clips to delete to free space; `missing_bytes` > 0 when protected footage
+    (legal holds, segments being written, each camera's newest and the clips reaching into it)
+    left too little to delete. `in_order()` interleaves the two, oldest first."""
 
     segments: tuple[SegmentInfo, ...]
     freed_bytes: int
     missing_bytes: int
+    clips: tuple[ClipSpan, ...] = ()
+
+    def in_order(self) -> list[SegmentInfo | ClipSpan]:
+        """What to delete, oldest footage first."""
+        footage: list[SegmentInfo | ClipSpan] = [*self.segments, *self.clips]
+        return sorted(footage, key=_age_order)
 
 
 class _EventWindows:
@@ -220,16 +246,19 @@ def expired(
     return sorted(old, key=_age_order)
 
 
-def _age_order(segment: SegmentInfo) -> tuple[datetime, datetime, str, str]:
-    return (segment.start, segment.end, segment.camera_id, str(segment.id))
+def _age_order(item: SegmentInfo | ClipSpan) -> tuple[datetime, bool, datetime, str, str]:
+    # Starting at the same time, a segment goes before a clip cut from it.
+    return (item.start, isinstance(item, ClipSpan), item.end, item.camera_id, str(item.id))
 
 
-def to_free(segments: Sequence[SegmentInfo], bytes_needed: int) -> FreePlan:
-    """The oldest segments across all cameras whose sizes add up to `bytes_needed`.
+def to_free(segments: Sequence[SegmentInfo], bytes_needed: int, clips: Sequence[ClipSpan] = ()) -> FreePlan:
+    """The oldest footage across all cameras, segments and event clips in one order, whose sizes
+    add up to `bytes_needed`.
 
-    Skips legal holds, segments in progress and the newest finished segment of each camera, so
-    recording never stops and the last footage before a fault always survives. If what is left
-    is not enough, the plan frees what it can and reports the shortfall in `missing_bytes`.
+    Skips legal holds (a clip's own: a segment it was cut from is held), segments in progress, the
+    newest finished segment of each camera and the clips that reach into it, so recording never
+    stops and the last footage before a fault always survives. If what is left is not enough, the
+    plan frees what it can and reports the shortfall in `missing_bytes`.
     """
     if bytes_needed <= 0:
         return FreePlan((), 0, 0)
@@ -239,15 +268,23 @@ def to_free(segments: Sequence[SegmentInfo], bytes_needed: int) -> FreePlan:
             newest[s.camera_id] = s
     keep_ids = {(s.camera_id, s.id) for s in newest.values()}
     chosen: list[SegmentInfo] = []
+    chosen_clips: list[ClipSpan] = []
     freed = 0
-    for s in sorted(segments, key=_age_order):
+    footage: list[SegmentInfo | ClipSpan] = [*segments, *clips]
+    for item in sorted(footage, key=_age_order):
         if freed >= bytes_needed:
             break
-        if s.protected or (s.camera_id, s.id) in keep_ids:
+        if isinstance(item, ClipSpan):
+            last = newest.get(item.camera_id)
+            if item.legal_hold or (last is not None and item.end > last.start):
+                continue
+            chosen_clips.append(item)
+        elif item.protected or (item.camera_id, item.id) in keep_ids:
             continue
-        chosen.append(s)
-        freed += s.size_bytes
-    return FreePlan(tuple(chosen), freed, max(0, bytes_needed - freed))
+        else:
+            chosen.append(item)
+        freed += item.size_bytes
+    return FreePlan(tuple(chosen), freed, max(0, bytes_needed - freed), tuple(chosen_clips))
 
 
 def _deficits(used_bytes: int, quota_bytes: int | None, free_bytes: int, min_free_bytes: int) -> tuple[int, int]:

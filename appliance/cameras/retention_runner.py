@@ -10,9 +10,11 @@ and the events table say, deletes what they pick, and keeps the evidence chain i
    their H.264 renditions) once their event ended more than `events_days` ago, unless a segment
    the clip was cut from is under a legal hold;
 3. disk pressure: while the footage exceeds the quota or the disk has less than the minimum free
-   space, the oldest unprotected segments across all cameras go (`to_free`), and the bus hears
-   `RetentionShortened` (footage deleted before its keep days) and, when protected footage
-   leaves too little to delete, `DiskNearlyFull`.
+   space, the oldest unprotected footage across all cameras goes (`to_free`): segments, and the
+   event clips (with their renditions) in the same order, by the footage they hold; a clip stays
+   while a segment it was cut from is under a legal hold. The bus hears `RetentionShortened`
+   (footage deleted before its keep days) and, when protected footage leaves too little to
+   delete, `DiskNearlyFull`.
 
 What is never deleted: a file the index does not know (a new or lost database must not wipe the
 archive: such files are only counted and reported); a segment under a legal hold; the segment
@@ -49,6 +51,7 @@ from typing import Final
 from appliance.bus import EventBus
 from appliance.cameras.messages import DiskNearlyFull, RetentionShortened
 from appliance.cameras.retention import (
+    ClipSpan,
     Deletion,
     DeletionReason,
     EventSpan,
@@ -138,7 +141,9 @@ class SweepReport:
     """Indexed files already gone: marked "missing", not recorded as retention deletions. Clips
     already gone are listed too; their event rows keep the key, and verify reports them."""
     clips: list[str] = field(default_factory=list)
-    """Keys of the event clips deleted by age (their renditions went with them)."""
+    """Keys of the event clips deleted, by age or under disk pressure (their renditions went with them)."""
+    clip_bytes: int = 0
+    """What the deleted clips and their renditions took."""
     pressure_bytes: int = 0
     """What the quota and the minimum free space asked to free when the pressure pass began."""
     missing_bytes: int = 0
@@ -168,6 +173,14 @@ class _Usage:
     at: datetime
     walked_bytes: int
     freed_bytes: int = 0
+
+
+@dataclass
+class _Window:
+    """The footage of one scan window: segments, and clips by event id (with their event rows)."""
+
+    segments: list[SegmentInfo]
+    clips: dict[str, tuple[ClipSpan, Event]]
 
 
 @dataclass(frozen=True)
@@ -269,10 +282,12 @@ class RetentionRunner:
             await self._relieve_pressure(oldest, newest, now, report)
             if report.deletions or report.clips or report.failures or report.vanished:
                 log.info(
-                    "retention sweep: %d segments deleted (%.1f MiB), %d clips deleted, %d failed, %d vanished",
+                    "retention sweep: %d segments deleted (%.1f MiB), %d clips deleted (%.1f MiB), %d failed, "
+                    "%d vanished",
                     len(report.deletions),
                     report.freed_bytes / 2**20,
                     len(report.clips),
+                    report.clip_bytes / 2**20,
                     len(report.failures),
                     len(report.vanished),
                     extra={"reasons": sorted({d.reason.value for d in report.deletions})},
@@ -347,7 +362,7 @@ class RetentionRunner:
             cutoff = now - timedelta(days=shortest)  # nothing younger can have expired
             async with contextlib.aclosing(self._chunks([camera], start, cutoff, now)) as chunks:
                 async for chunk in chunks:
-                    candidates = [s for s in chunk if s.id not in keep_newest]
+                    candidates = [s for s in chunk.segments if s.id not in keep_newest]
                     spans = await self._event_spans(camera, candidates, policy)
                     for segment in expired(candidates, spans, policy, now):
                         if budget == 0:
@@ -381,7 +396,7 @@ class RetentionRunner:
                 kept.update(retry)  # those not looked at yet are still to do (done ones are skipped then)
                 return None
             budget -= 1
-            if not await self._delete_clip(events, event, now, report):
+            if await self._delete_clip(events, event, DeletionReason.AGE, now, report) is None:
                 kept.add(event.id)
         if camera not in self._clip_floor:
             # Start at the oldest clip rather than walking every window since 1970.
@@ -402,7 +417,7 @@ class RetentionRunner:
                 if budget == 0:
                     return None  # the floor stays at w0: this window is read again
                 budget -= 1
-                if not await self._delete_clip(events, event, now, report):
+                if await self._delete_clip(events, event, DeletionReason.AGE, now, report) is None:
                     kept.add(event.id)
             width = SCAN_WINDOW if ending else min(width * 2, MAX_SCAN_WINDOW)
             self._clip_floor[camera] = w0 = w1
@@ -420,19 +435,36 @@ class RetentionRunner:
         report.pressure_bytes = needed
         remaining = needed
         shortened: dict[str, _Shortened] = {}
-        if oldest:
-            async with contextlib.aclosing(self._chunks(list(oldest), min(oldest.values()), now, now)) as chunks:
-                async for chunk in chunks:
-                    # Each camera's true newest joins every window, so that to_free protects it and
-                    # not merely the newest segment of the window.
-                    in_chunk = {s.id for s in chunk}
-                    plan = to_free([*chunk, *(s for s in newest.values() if s.id not in in_chunk)], remaining)
-                    for segment in plan.segments:
-                        if await self._delete(segment, reason, now, report):
-                            remaining -= segment.size_bytes
-                            done = shortened.setdefault(segment.camera_id, _Shortened())
-                            done.freed_bytes += segment.size_bytes
-                            done.deleted_until = max(done.deleted_until, segment.end)
+        starts = dict(oldest)
+        if self._events is not None:
+            for camera in self._policies:
+                first = await self._events.oldest_clip_from(camera)
+                if first is not None:
+                    starts[camera] = min(first, starts.get(camera, first))
+        if starts:
+            chunks = self._chunks(list(starts), min(starts.values()), now, now, clips=True)
+            async with contextlib.aclosing(chunks) as windows:
+                async for window in windows:
+                    # Each camera's true newest joins every window, so that to_free protects it (and
+                    # the clips reaching into it), not merely the newest segment of the window.
+                    in_chunk = {s.id for s in window.segments}
+                    plan = to_free(
+                        [*window.segments, *(s for s in newest.values() if s.id not in in_chunk)],
+                        remaining,
+                        [span for span, _ in window.clips.values()],
+                    )
+                    for item in plan.in_order():
+                        if isinstance(item, ClipSpan):
+                            assert self._events is not None
+                            event = window.clips[item.id][1]
+                            freed = await self._delete_clip(self._events, event, reason, now, report)
+                        else:
+                            freed = item.size_bytes if await self._delete(item, reason, now, report) else None
+                        if freed:
+                            remaining -= freed
+                            done = shortened.setdefault(item.camera_id, _Shortened())
+                            done.freed_bytes += freed
+                            done.deleted_until = max(done.deleted_until, item.end)
                     if remaining <= 0:
                         break
         for camera, done in shortened.items():
@@ -481,34 +513,43 @@ class RetentionRunner:
             self._usage.freed_bytes += segment.size_bytes  # one started later is no longer counted anyway
         return True
 
-    async def _delete_clip(self, events: EventStore, event: Event, now: datetime, report: SweepReport) -> bool:
-        """Delete an old event's clip: evidence record, file, rendition, the event's clip fields.
-        False when it stays for now (a segment it was cut from is held, or deleting failed)."""
+    async def _delete_clip(
+        self, events: EventStore, event: Event, reason: DeletionReason, now: datetime, report: SweepReport
+    ) -> int | None:
+        """Delete an event's clip: evidence record, file, rendition, the event's clip fields. The
+        bytes freed (0 when the file had vanished: not retried, verify reports it); None when it
+        stays for now (a segment it was cut from is held, or deleting failed)."""
         key, camera = event.clip_key, event.camera_id
         # A complete clip has both (the clip_is_complete constraint); an event with a clip has ended.
         assert key is not None and event.clip_sha256 is not None and event.clip_size is not None
-        clip_to = event.clip_to or event.end_utc or now
-        sources = await self._index.list_range(camera, event.clip_from, clip_to + CLIP_SPAN_SLACK, include_missing=True)
-        if any(s.legal_hold for s in sources):
-            return False
+        if await self._clip_held(event, now):
+            return None
         try:
             size = await asyncio.to_thread(self._store.size, key)
         except FileNotFoundError:
             self._vanished(report, camera, key, "its event still names it")
-            return True  # not retried: verify reports it
+            return 0
         except (OSError, ValueError) as exc:
-            return self._failed(report, camera, key, exc)
-        if not await self._record_and_delete(
-            camera, key, event.clip_sha256, event.clip_size, DeletionReason.AGE, now, report
-        ):
-            return False
+            self._failed(report, camera, key, exc)
+            return None
+        if not await self._record_and_delete(camera, key, event.clip_sha256, event.clip_size, reason, now, report):
+            return None
         if event.rendition_key is not None:
             size += await self._delete_rendition(camera, event.rendition_key, report)
         await events.clip_removed(event.id)
         report.clips.append(key)
-        if self._usage is not None:
-            self._usage.freed_bytes += size  # clips this old were there at the last walk
-        return True
+        report.clip_bytes += size
+        if self._usage is not None and (event.clip_to or now) < self._usage.at:
+            self._usage.freed_bytes += size  # the clip was there at the last walk
+        return size
+
+    async def _clip_held(self, event: Event, now: datetime) -> bool:
+        """Whether a segment the event's clip was cut from is under a legal hold."""
+        clip_to = event.clip_to or event.end_utc or now
+        sources = await self._index.list_range(
+            event.camera_id, event.clip_from, clip_to + CLIP_SPAN_SLACK, include_missing=True
+        )
+        return any(s.legal_hold for s in sources)
 
     async def _delete_rendition(self, camera: str, key: str, report: SweepReport) -> int:
         """Delete a clip's H.264 rendition (a copy, not evidence: not in the chain); its size, 0 if it
@@ -633,22 +674,37 @@ class RetentionRunner:
         return None
 
     async def _chunks(
-        self, cameras: Sequence[str], start: datetime, end: datetime, now: datetime
-    ) -> AsyncGenerator[list[SegmentInfo], None]:
-        """Segments of the cameras starting in [start, end), oldest window first, each segment once."""
+        self, cameras: Sequence[str], start: datetime, end: datetime, now: datetime, *, clips: bool = False
+    ) -> AsyncGenerator[_Window, None]:
+        """The cameras' footage starting in [start, end), oldest window first, each item once: the
+        segments, and with `clips` the clips of the events that start in the window."""
         w0, width = start, SCAN_WINDOW
         while w0 < end:
             w1 = min(w0 + width, end)
-            chunk: list[SegmentInfo] = []
+            window = _Window([], {})
             for camera in cameras:
                 rows = await self._index.list_range(camera, w0, w1)
-                chunk += [_info(r, now) for r in rows if w0 <= r.start_utc < w1]
-            if chunk:
+                window.segments += [_info(r, now) for r in rows if w0 <= r.start_utc < w1]
+                if clips and self._events is not None:
+                    for event in await self._events.list_range(camera, w0, w1):
+                        if event.clip_key is not None and w0 <= event.start_utc < w1:
+                            window.clips[event.id] = (await self._clip_span(event, now), event)
+            if window.segments or window.clips:
                 width = SCAN_WINDOW
-                yield chunk
+                yield window
             else:
                 width = min(width * 2, MAX_SCAN_WINDOW)
             w0 = w1
+
+    async def _clip_span(self, event: Event, now: datetime) -> ClipSpan:
+        """What disk pressure needs to know of an event's clip."""
+        assert event.clip_size is not None
+        size = event.clip_size
+        if event.rendition_key is not None:
+            with contextlib.suppress(OSError, ValueError):
+                size += await asyncio.to_thread(self._store.size, event.rendition_key)
+        clip_to = event.clip_to or event.end_utc or now
+        return ClipSpan(event.id, event.camera_id, event.clip_from, clip_to, size, await self._clip_held(event, now))
 
     async def _event_spans(
         self, camera: str, segments: Iterable[SegmentInfo], policy: RetentionPolicy

@@ -61,7 +61,9 @@ async def build_cameras(
     async def chain(info: SegmentInfo) -> None:
         await record_segment(ledger, info)
 
-    report = await reconcile(store, index, [cam.id for cam in cfg.cameras], on_segment=chain)
+    report = await reconcile(
+        store, index, [cam.id for cam in cfg.cameras], on_segment=chain, chained=ledger.recorded_keys
+    )
     log.info("footage reconciled", extra={"report": str(report)})
     now = datetime.now(UTC)
     for cam in cfg.cameras:

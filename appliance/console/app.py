@@ -32,6 +32,7 @@ from appliance.logs import SECRETS
 from appliance.redact import mask_text
 from appliance.storage.users import UserStore
 from appliance.supervisor import ComponentStatus
+from appliance.web.body_limit import body_limit_middleware
 from appliance.web.csrf import CSRF_FIELD, csrf_middleware
 from appliance.web.factory import base_app
 from appliance.web.i18n import merge
@@ -52,13 +53,25 @@ def create_console_app(
     *,
     login_limit: Limit = auth.LOGIN_LIMIT,
 ) -> web.Application:
+    # Only the routes of a feature that uploads (a promotion's picture) take its larger bodies.
+    larger = {
+        route.handler: f.max_body_bytes
+        for f in features
+        if f.max_body_bytes > CONSOLE_MAX_BODY_BYTES
+        for route in f.routes
+        if isinstance(route, web.RouteDef)
+    }
     app = base_app(
         cfg,
         "appliance.console",
         merge(CATALOGUE, *(f.messages for f in features)),
-        client_max_size=max([CONSOLE_MAX_BODY_BYTES, *(f.max_body_bytes for f in features)]),
+        client_max_size=max([CONSOLE_MAX_BODY_BYTES, *larger.values()]),
         # Sign-in first: CSRF needs to know the session whose token a form must carry.
-        middlewares=[auth.auth_middleware, csrf_middleware(auth.expected_csrf_token)],
+        middlewares=[
+            body_limit_middleware(CONSOLE_MAX_BODY_BYTES, larger),
+            auth.auth_middleware,
+            csrf_middleware(auth.expected_csrf_token),
+        ],
     )
     env = app[JINJA_ENV]
     env.globals.update(

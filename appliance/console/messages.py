@@ -9,7 +9,7 @@ _OWN = {
     "app.title": Text("Консоль магазина", "Store console"),
     "nav.label": Text("Разделы", "Sections"),
     "nav.cameras": Text("Камеры", "Cameras"),
-    "nav.inbox": Text("Оповещения (демо)", "Alerts (demo)"),
+    "nav.inbox": Text("Демо-телефон", "Demo phone"),
     "nav.user": Text("Вы вошли как {username}", "Signed in as {username}"),
     "nav.logout": Text("Выйти", "Sign out"),
     # Login
@@ -98,17 +98,25 @@ _OWN = {
         "(journalctl -u appliance).",
     ),
     # Demo inbox
-    "inbox.title": Text("Оповещения (демо)", "Alerts (demo)"),
+    "inbox.title": Text("Демо-телефон", "Demo phone"),
     "inbox.about": Text(
-        "Здесь демонстрационный режим показывает оповещения, которые в магазине пришли бы на телефон.",
-        "In demo mode this page shows the alerts that a store would receive on a phone.",
+        "Это демо-телефон. Сюда приходит то, что в магазине пришло бы на телефоны: оповещения владельцу (их "
+        "доставляет очередь оповещений через канал «demo-phone», см. «Оповещения») и SMS с кодами для гостей Wi-Fi "
+        "(их отправляет клиент SMS.ru портала). Заметки «Камера … в сети» добавляет сам демо-режим: так видно, что "
+        "камеры подключились.",
+        "This is the demo phone. It gets what a store would send to phones: the owner's alerts (delivered by the "
+        "alerts outbox through the channel “demo-phone”, see Alerts) and the Wi-Fi guests' SMS codes (sent by the "
+        "portal's SMS.ru client). The “Camera … online” notes come from the demo itself, to show that the cameras "
+        "connected.",
     ),
     "inbox.empty": Text(
-        "Оповещений пока нет. Они появятся, когда камера заметит движение.",
-        "No alerts yet. They appear when a camera sees motion.",
+        "Сообщений пока нет. Оповещение придёт, когда камера заметит движение; SMS — когда гость запросит код.",
+        "No messages yet. An alert arrives when a camera sees motion; an SMS when a guest asks for a code.",
     ),
     "inbox.refresh": Text("Обновить", "Refresh"),
     "inbox.image_alt": Text("Снимок с камеры: {title}", "Camera snapshot: {title}"),
+    "inbox.clip_label": Text("Видео с камеры: {title}", "Camera video: {title}"),
+    "inbox.clip_download": Text("Скачать видео (MP4)", "Download the video (MP4)"),
 }
 
 CATALOGUE = merge(errors.MESSAGES, csrf.MESSAGES, _OWN)

@@ -236,6 +236,17 @@ class EvidenceLedger:
         report.hashing_seconds = await _check_files(walkers, open_read, progress)
         return report
 
+    async def recorded_keys(self, camera_id: str) -> set[str]:
+        """Keys of the camera's objects (segments and clips) that the chain records."""
+        async with self._sessions() as session:
+            return set(
+                await session.scalars(
+                    select(EvidenceRecord.object_key)
+                    .where(EvidenceRecord.camera_id == camera_id, EvidenceRecord.kind != "deletion")
+                    .distinct()
+                )
+            )
+
     async def camera_ids(self) -> list[str]:
         """Cameras with any evidence: records, or signatures left over from deleted records."""
         async with self._sessions() as session:

@@ -1,10 +1,12 @@
 """A short memory of which devices are signed in, so that probes and pages (several per guest per
 minute, most from devices that are not signed in) rarely need the database.
 
-Every change of a session goes through the identification service, which forgets the device's
-entry once the change is committed; an answer read from the database while any change was being
-made is not kept (it may predate the change). The lifetime only bounds how long a change made by
-another process (none today) could go unseen. A session past its end is never answered from here.
+Every change of a session the portal makes goes through the identification service, which
+forgets the device's entry once the change is committed; an answer read from the database while
+any change was being made is not kept (it may predate the change). The lifetime bounds how long a
+change made elsewhere goes unseen: a gateway's RADIUS Accounting-Stop ending a session (the guest
+then sees the login page a few seconds later), or another process. A session past its end is
+never answered from here.
 """
 
 from __future__ import annotations

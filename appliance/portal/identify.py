@@ -1,6 +1,7 @@
 """The identification service (Decree 758): a guest proves a phone number with a one-time code,
-redeems a voucher staff issued after checking an ID, or comes back on a remembered device; then
-the gateway lets the device through and the login is logged.
+redeems a voucher staff issued after checking an ID, is identified by an identity provider (a
+licensed service, an ESIA partner), or comes back on a remembered device; then the gateway lets
+the device through and the login is logged.
 
 What it guarantees, whatever the web layer does:
 - the device is the one the gateway reported when the login started (never browser input), and a
@@ -10,7 +11,9 @@ What it guarantees, whatever the web layer does:
 - any number gets the same answer while it is well-formed: a number over its limit gets a code
   page too, for a code that is never sent (nothing tells whether a number is known or busy);
 - codes per number, device (MAC) and IP are capped with a doubling pause between them, and the
-  day's codes are capped by a budget kept in the database; reaching it alerts the owner once;
+  day's codes are capped by a budget kept in the database; reaching it alerts the owner once. The
+  three limits are counted in memory (every probe-like request asks them) and rebuilt at start
+  from the code requests in the database (`restore_limits`), so a restart gives no fresh allowance;
 - the consent version shown is recorded with every session.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -29,6 +32,7 @@ from appliance.bus import EventBus
 from appliance.portal.active_cache import ActiveDevices, device_key
 from appliance.portal.codes import CodeHasher, new_code, new_id, token_digest
 from appliance.portal.gateways.base import Device, Gateway, GatewayError, Grant
+from appliance.portal.identity_provider import IdentityProvider, IdentityRefused
 from appliance.portal.notices import SmsBudgetReached
 from appliance.portal.phones import Phone, parse_phone
 from appliance.portal.settings import LoginMethod, LoginSettings
@@ -43,6 +47,7 @@ from appliance.storage.models_guests import (
     END_GATEWAY_ERROR,
     END_LOGOUT,
     END_REVOKED,
+    GuestCodeRequest,
 )
 from appliance.web.i18n import Lang, Text
 from appliance.web.ratelimit import Limit, RateLimiter
@@ -55,6 +60,7 @@ VOUCHER_MAX_LENGTH: Final = 64
 # Wrong vouchers per device: a person mistypes a few times, a guesser is slowed to a crawl.
 VOUCHER_LIMIT: Final = Limit(max_hits=5, window_s=15 * 60, lockout_s=15 * 60)
 REMEMBER_TOKEN_BYTES: Final = 32
+EXTERNAL_STATE_BYTES: Final = 24
 
 SMS_TEXT: Final = Text("Код для Wi-Fi: {code}. Никому не сообщайте.", "Wi-Fi code: {code}. Do not share it.")
 
@@ -103,12 +109,31 @@ class LoggedIn:
     """For the remember cookie; None when devices are not remembered."""
 
 
+@dataclass(frozen=True)
+class ExternalStart:
+    state: str
+    """Bound to the visit: the provider's answer must carry it back."""
+    url: str
+    """The provider's page the browser goes to."""
+
+
 CodeOutcome = CodeSent | Refused
 ConfirmOutcome = LoggedIn | WrongCode | Refused
 
 
 def _device_key(device: Device) -> DeviceKey:
     return DeviceKey(device.mac, device.ip)
+
+
+class _LimitClock:
+    """The limiters' clock: the monotonic one, or a past moment while their hits are replayed."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self.replaying: float | None = None
+
+    def __call__(self) -> float:
+        return self._monotonic() if self.replaying is None else self.replaying
 
 
 def _limit(max_hits: int, settings: LoginSettings) -> Limit:
@@ -131,6 +156,7 @@ class IdentificationService:
         consent_version: str,
         sms: SmsSender | None = None,
         vouchers: VoucherStore | None = None,
+        external: IdentityProvider | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -145,10 +171,12 @@ class IdentificationService:
         self.consent_version = consent_version
         self.sms = sms
         self.vouchers = vouchers
+        self.external = external
         self.clock = clock
-        self.by_number = RateLimiter(_limit(settings.codes_per_number, settings), clock=monotonic)
-        self.by_mac = RateLimiter(_limit(settings.codes_per_device, settings), clock=monotonic)
-        self.by_ip = RateLimiter(_limit(settings.codes_per_ip, settings), clock=monotonic)
+        self._limit_clock = _LimitClock(monotonic)
+        self.by_number = RateLimiter(_limit(settings.codes_per_number, settings), clock=self._limit_clock)
+        self.by_mac = RateLimiter(_limit(settings.codes_per_device, settings), clock=self._limit_clock)
+        self.by_ip = RateLimiter(_limit(settings.codes_per_ip, settings), clock=self._limit_clock)
         self.voucher_tries = RateLimiter(VOUCHER_LIMIT, clock=monotonic)
         self._active = ActiveDevices(monotonic)
         self._call_number: str | None = None
@@ -161,10 +189,39 @@ class IdentificationService:
             "sms": self.sms is not None,
             "call": isinstance(self.sms, CallChecker),
             "voucher": self.vouchers is not None,
+            "external": self.external is not None,
         }
         return tuple(m for m in self.settings.methods if usable[m])
 
     # ------------------------------------------------------------------------------ codes ---
+
+    @property
+    def limits_lookback(self) -> timedelta:
+        """How far back code requests decide the limits: a number locked by a request one window
+        ago stays locked a window more, and the requests before that one counted towards it."""
+        return timedelta(minutes=2 * self.settings.limit_window_min)
+
+    async def restore_limits(self) -> int:
+        """Replay the code requests of the lookback into the limits, as they happened: the same
+        hits count (a request of a number over its limit hit the device's limits only), the same
+        locks follow. Near the lookback's start, where the history before is cut off, an unsent
+        request may count as a sent one: the limits err on the strict side. Returns how many
+        requests were replayed."""
+        now, mono = self.clock(), self._limit_clock()
+        past = await self.codes.requested_since(now - self.limits_lookback)
+        try:
+            for request in past:
+                self._limit_clock.replaying = mono - max(0.0, (now - request.created_utc).total_seconds())
+                device = Device(mac=request.mac, ip=request.ip)
+                for limiter, key in self._device_limit_keys(device):
+                    limiter.hit(key)
+                # Already waiting (a decoy's request): not counted, as when it was made.
+                self.by_number.hit(request.phone_e164)
+        finally:
+            self._limit_clock.replaying = None
+        if past:
+            log.info("guest code limits restored", extra={"requests": len(past)})
+        return len(past)
 
     async def request_code(
         self,
@@ -282,15 +339,16 @@ class IdentificationService:
         code = code.strip()
         if not code.isascii() or not code.isdigit() or len(code) not in CODE_PATTERN_LENGTHS:
             return Refused("code.format")
-        attempt = await self.codes.spend_attempt(request_id, self.clock())
+        attempt = await self.codes.spend_attempt(
+            request_id,
+            self.clock(),
+            confirm_if=lambda r: self._for_device(r, device, "sms") and self.hasher.matches(r.id, code, r.code_digest),
+        )
         row = attempt.request
         refused = self._unusable(attempt, device, "sms")
         if refused is not None or row is None:
             return refused or Refused("code.expired")
-        if self.hasher.matches(row.id, code, row.code_digest):
-            if not await self.codes.confirm(row.id):
-                # The same code, sent twice at once: the other request has used it.
-                return Refused("code.expired")
+        if attempt.confirmed:
             guest_id = await self.guests.guest_for_phone(row.phone_e164, self.clock())
             return await self._admit(
                 device, guest_id, "sms", promotions=consent.promotions, provider_id=row.provider_id
@@ -332,10 +390,15 @@ class IdentificationService:
             return Refused("code.locked")
         return WrongCode(row.attempts_left)
 
+    @staticmethod
+    def _for_device(row: GuestCodeRequest, device: Device, method: LoginMethod) -> bool:
+        """Whether the request was made by this device for this method (a code works only there)."""
+        return (row.mac, row.ip) == (device.mac, device.ip) and row.method == method
+
     def _unusable(self, attempt: Attempt, device: Device, method: LoginMethod) -> Refused | None:
         """Why a try could not be spent on this request from this device, if it could not."""
         row = attempt.request
-        if row is None or (row.mac, row.ip) != (device.mac, device.ip) or row.method != method:
+        if row is None or not self._for_device(row, device, method):
             return Refused("code.expired")
         if not attempt.spent:
             locked = row.status == CODE_LOCKED or (row.attempts_left == 0 and row.status != CODE_CONFIRMED)
@@ -365,6 +428,33 @@ class IdentificationService:
             str(identity.voucher_id), identity.guest_name, identity.document_type, identity.issued_by, self.clock()
         )
         return await self._admit(device, guest_id, "voucher", promotions=consent.promotions, until=identity.valid_until)
+
+    # ----------------------------------------------------------------- identity provider ---
+
+    def start_external(self, consent: Consent, return_url: str, lang: Lang) -> ExternalStart | Refused:
+        """Where to send the guest to be identified by the provider (consent is asked first: the
+        provider hands this box personal data)."""
+        if "external" not in self.methods or self.external is None:
+            return Refused("login.method_unavailable")
+        if not consent.personal_data:
+            return Refused("consent.required")
+        state = secrets.token_urlsafe(EXTERNAL_STATE_BYTES)
+        return ExternalStart(state, self.external.start_url(state, return_url, lang))
+
+    async def finish_external(
+        self, device: Device, params: Mapping[str, str], state: str, consent: Consent
+    ) -> LoggedIn | Refused:
+        """The provider's answer: checked by the driver, then the guest is admitted as the phone
+        number it confirmed, with its reference in the log."""
+        if self.external is None:
+            return Refused("login.method_unavailable")
+        try:
+            who = self.external.verify(params, state)
+        except IdentityRefused as exc:
+            log.warning("identity provider's answer refused", extra={"provider": self.external.name, "error": str(exc)})
+            return Refused("external.refused")
+        guest_id = await self.guests.guest_for_phone(who.phone_e164, self.clock())
+        return await self._admit(device, guest_id, "external", promotions=consent.promotions, provider_id=who.reference)
 
     # ------------------------------------------------------------------ remembered devices ---
 
@@ -412,10 +502,9 @@ class IdentificationService:
         """Open a session and the gateway; `promotions` None keeps the guest's earlier answer;
         `until` ends the session early (a voucher's end)."""
         now = self.clock()
+        answered = promotions is not None
         if promotions is None:
             promotions = await self.guests.promotions_consent(guest_id)
-        else:
-            await self.guests.set_promotions_consent(guest_id, promotions, now)
         session_id = new_id()
         expires = now + timedelta(seconds=self.settings.session_timeout_s)
         if until is not None and until < expires:
@@ -434,7 +523,8 @@ class IdentificationService:
                 promotions_consent=promotions,
                 start_utc=now,
                 expires_utc=expires,
-            )
+            ),
+            promotions_answered=answered,
         )
         self._active.forget(device_key(device.mac, device.ip))
         timeout_s = max(1, int((expires - now).total_seconds()))
@@ -505,8 +595,20 @@ class IdentificationService:
         if forget:
             await self.guests.forget_device(row.mac, row.ip, view.identity.guest_id)
         device = Device(mac=row.mac, ip=row.ip, gateway_ref=row.gateway_ref)
+        await self._last_usage(row.id, device)
         try:
             await self.gateway.revoke(device)
         except GatewayError as exc:
             log.error("the gateway did not close a guest's access", extra={"session": row.id, "error": str(exc)})
         log.info("guest session ended", extra={"session": row.id, "reason": reason})
+
+    async def _last_usage(self, session_id: str, device: Device) -> None:
+        """The traffic since the sweeper last asked, read before a revoke makes the gateway forget it."""
+        try:
+            status = await self.gateway.status(device)
+        except GatewayError as exc:
+            log.warning(
+                "the gateway did not report a guest's traffic", extra={"session": session_id, "error": str(exc)}
+            )
+            return
+        await self.guests.record_usage(session_id, status.bytes_in, status.bytes_out)

@@ -1,10 +1,16 @@
 """The identification log as a CSV file, for a lawful request.
 
-Times are given twice: in UTC (what the database and the gateway's records use) and in the
-store's time with its offset (what a person reading the file compares with the till and the
-cameras). The file starts with a UTF-8 byte order mark so that spreadsheet programs read Cyrillic
-names correctly. Text typed by people (names, references) that a spreadsheet would take for a
-formula is prefixed with an apostrophe.
+The file is made for a spreadsheet on a Russian office computer, opened by a double click:
+- UTF-8 with a byte order mark, so that Excel reads Cyrillic names correctly;
+- fields separated by a semicolon, the list separator of Russian Windows (Excel splits the
+  columns only on the separator of the computer's region; LibreOffice asks and detects it);
+- times twice: in UTC (what the database and the gateways' records use) and in the store's time
+  with its offset (what a person compares with the till and the cameras), as ISO 8601 text;
+- text typed by people (names, references) that a spreadsheet would run as a formula is
+  prefixed with an apostrophe.
+
+It is written in pieces (the header, then the rows of each batch the store reads), so that a long
+export streams to the browser, whose download shows it coming in.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from appliance.storage.guests import SessionView
+from appliance.storage.guests import LogEntry
 from appliance.web.timefmt import to_local
 
 COLUMNS: Final = (
@@ -41,8 +47,9 @@ COLUMNS: Final = (
     "end_reason",
     "bytes_in",
     "bytes_out",
-    "sms_provider_id",
+    "provider_ref",
 )
+DELIMITER: Final = ";"
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 BOM: Final = "\ufeff"
 
@@ -62,38 +69,43 @@ def _local(moment: datetime | None, tz: ZoneInfo) -> str:
     return to_local(moment, tz).isoformat(timespec="seconds") if moment is not None else ""
 
 
-def log_csv(views: Iterable[SessionView], tz: ZoneInfo) -> str:
+def _lines(rows: Iterable[Iterable[object]]) -> str:
     out = io.StringIO()
-    out.write(BOM)
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for view in views:
-        s, who = view.session, view.identity
-        writer.writerow(
-            [
-                s.id,
-                s.method,
-                "yes" if s.relogin else "no",
-                # A validated E.164 number: "+" and digits, which spreadsheets read as a number.
-                who.phone_e164 or "",
-                _text(who.voucher_id),
-                _text(who.guest_name),
-                _text(who.document_type),
-                _text(who.issued_by),
-                s.mac,
-                s.ip,
-                s.gateway,
-                _text(s.gateway_ref),
-                s.consent_version,
-                "yes" if s.promotions_consent else "no",
-                _utc(s.start_utc),
-                _local(s.start_utc, tz),
-                _utc(s.stop_utc),
-                _local(s.stop_utc, tz),
-                s.end_reason or "",
-                s.bytes_in,
-                s.bytes_out,
-                _text(s.provider_id),
-            ]
-        )
+    csv.writer(out, delimiter=DELIMITER, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
+
+
+def csv_header() -> str:
+    return BOM + _lines([COLUMNS])
+
+
+def csv_rows(entries: Iterable[LogEntry], tz: ZoneInfo) -> str:
+    return _lines(_row(e, tz) for e in entries)
+
+
+def _row(e: LogEntry, tz: ZoneInfo) -> list[object]:
+    return [
+        e.session_id,
+        e.method,
+        "yes" if e.relogin else "no",
+        # A validated E.164 number: "+" and digits, which spreadsheets read as a number.
+        e.phone_e164 or "",
+        _text(e.voucher_id),
+        _text(e.guest_name),
+        _text(e.document_type),
+        _text(e.issued_by),
+        e.mac,
+        e.ip,
+        e.gateway,
+        _text(e.gateway_ref),
+        e.consent_version,
+        "yes" if e.promotions_consent else "no",
+        _utc(e.start_utc),
+        _local(e.start_utc, tz),
+        _utc(e.stop_utc),
+        _local(e.stop_utc, tz),
+        e.end_reason or "",
+        e.bytes_in,
+        e.bytes_out,
+        _text(e.provider_id),
+    ]

@@ -1,9 +1,12 @@
-"""The sign-in forms: a phone number and its code (or call), a voucher, a remembered device, and
-signing out. Each form carries the visit's CSRF token (checked by the app's middleware) and acts
-for the device the visit began with; none reads an address, MAC or redirect target from the form.
+"""The sign-in forms: a phone number and its code (or call), a voucher, an identity provider, a
+remembered device, and signing out. Each form carries the visit's CSRF token (checked by the app's
+middleware) and acts for the device the visit began with; none reads an address, MAC or redirect
+target from the form.
 
 After a login the browser is sent to our own welcome page (303), never elsewhere: a gateway that
-needs the browser at its own address (openNDS) gets it from there, by a link and a refresh.
+needs the browser at its own address (openNDS) gets it from there, by a link and a refresh. The
+one redirect out is to the identity provider's page, whose address is the configuration's; its
+answer comes back to /login/external/done and counts only with the state of this visit, once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from appliance.portal.hosts import portal_base
 from appliance.portal.identify import CodeSent, Consent, LoggedIn, Refused, WrongCode
 from appliance.portal.keys import SYSTEM, VISIT, VISIT_ID, VISITS
 from appliance.portal.pages import FormError, code_page, login_page, wait_until
@@ -19,6 +23,7 @@ from appliance.portal.settings import LoginMethod
 from appliance.portal.visits import (
     REMEMBER_COOKIE,
     PendingCode,
+    PendingExternal,
     Visit,
     set_remember_cookie,
     set_visit_cookie,
@@ -36,6 +41,7 @@ FIELD_OF = {
     "code.wrong": "code",
     "voucher.wrong": "voucher",
 }
+EXTERNAL_DONE_PATH = "/login/external/done"
 
 
 def _see_other(location: str) -> web.Response:
@@ -159,6 +165,36 @@ async def voucher(request: web.Request) -> web.Response:
     if isinstance(outcome, LoggedIn):
         return _logged_in(request, visit, outcome)
     return await login_page(request, visit, error=_error(request, outcome, "voucher"), promotions=consent.promotions)
+
+
+@routes.post("/login/external", name="login_external")
+async def external(request: web.Request) -> web.Response:
+    visit = _visit(request)
+    form = await request.post()
+    consent = _consent(form)
+    system = request.app[SYSTEM]
+    return_url = portal_base(request, system.address) + EXTERNAL_DONE_PATH
+    outcome = system.identification.start_external(consent, return_url, request[LANG_KEY])
+    if isinstance(outcome, Refused):
+        error = _error(request, outcome, "external")
+        return await login_page(request, visit, error=error, promotions=consent.promotions)
+    visit.external = PendingExternal(outcome.state, consent.promotions)
+    return _see_other(outcome.url)
+
+
+@routes.get(EXTERNAL_DONE_PATH, name="login_external_done")
+async def external_done(request: web.Request) -> web.Response:
+    visit = request[VISIT]
+    pending = visit.external if visit is not None else None
+    if visit is None or pending is None:
+        return _see_other("/")
+    visit.external = None  # one answer per start: a replayed or second answer finds nothing
+    consent = Consent(personal_data=True, promotions=pending.promotions)
+    params = {name: value for name, value in request.query.items() if isinstance(value, str)}
+    outcome = await request.app[SYSTEM].identification.finish_external(visit.device, params, pending.state, consent)
+    if isinstance(outcome, LoggedIn):
+        return _logged_in(request, visit, outcome)
+    return await login_page(request, visit, error=_error(request, outcome, "external"), promotions=pending.promotions)
 
 
 @routes.post("/login/relogin", name="login_relogin")

@@ -45,6 +45,12 @@ _PAGES = {
     ),
     "login.voucher.label": Text("Код ваучера", "Voucher code"),
     "login.voucher.submit": Text("Войти по ваучеру", "Sign in with the voucher"),
+    "login.external.title": Text("Вход через {name}", "Sign in with {name}"),
+    "login.external.hint": Text(
+        "Вы перейдёте на страницу {name}: там подтвердят ваш номер телефона и вернут вас сюда.",
+        "You will go to the {name} page: it confirms your phone number and brings you back here.",
+    ),
+    "login.external.submit": Text("Войти через {name}", "Sign in with {name}"),
     "login.promos": Text("Акции магазина", "The store's offers"),
     # --- consent
     "consent.pd.label": Text(
@@ -177,6 +183,12 @@ _ERRORS = {
     "voucher.limited": Text(
         "Слишком много неверных кодов ваучера. Попробуйте снова в {time} или обратитесь к сотрудникам.",
         "Too many wrong voucher codes. Try again at {time} or ask the staff.",
+    ),
+    "external.refused": Text(
+        "Подтвердить вход через сервис не удалось: ответ устарел или не прошёл проверку. Попробуйте ещё раз или "
+        "войдите другим способом.",
+        "The sign-in through the service could not be confirmed: its answer was too old or failed the check. Try "
+        "again or sign in another way.",
     ),
     "relogin.gone": Text(
         "Это устройство больше не запомнено. Войдите по номеру телефона или по ваучеру.",

@@ -103,6 +103,7 @@ async def login_page(
         "login.html",
         {
             "methods": service.methods,
+            "external_name": service.external.name if service.external is not None else "",
             "error": error,
             "phone": phone,
             "promotions": promotions,

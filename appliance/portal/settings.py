@@ -7,28 +7,107 @@ Everything else (code length, limits, session lengths) is the owner's choice wit
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from appliance.portal.gateways.settings import resolve_secret
 from appliance.settings_base import StrictModel
 
-LoginMethod = Literal["sms", "call", "voucher"]
+LoginMethod = Literal["sms", "call", "voucher", "external"]
 
 DEFAULT_METHODS: Final[tuple[LoginMethod, ...]] = ("sms", "voucher")
 LEGAL_MIN_RETENTION_DAYS: Final = 183
 """Decree 758 / Law 97-FZ: the users' data and the time and volume of the service are kept six months."""
+SSID_MAX_BYTES: Final = 32
+"""IEEE 802.11: a network name (SSID) is at most 32 bytes."""
 MAX_RETENTION_DAYS: Final = 1096
 """152-FZ: personal data goes once its purpose is over; three years is far beyond any lawful request."""
+
+
+EXTERNAL_SECRET_MIN_LENGTH: Final = 32
+REFERENCE_PREFIX_MAX_LENGTH: Final = 16
+
+
+class ExternalIdentitySettings(StrictModel):
+    """`[portal.login.external]`: a licensed identification service or an ESIA (Gosuslugi) partner
+    that identifies guests on its own page and sends them back with a signed answer (method
+    "external"; the contract is in docs/portal.md and appliance/portal/identity_provider.py)."""
+
+    name: str = Field("", max_length=60, description="What guests sign in with, shown on the button (e.g. Госуслуги).")
+    url: str = Field(
+        "",
+        max_length=1000,
+        description="The provider's https page that identifies a guest; the portal adds state, return_url and lang "
+        "to its query. Guests reach it before login: allow its address on the gateway (walled garden).",
+    )
+    reference_prefix: str = Field(
+        "ext",
+        pattern=rf"^[a-z][a-z0-9-]{{0,{REFERENCE_PREFIX_MAX_LENGTH - 1}}}$",
+        description="Written before the provider's reference of each identification in the log (e.g. esia).",
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description=f"The key shared with the provider that signs its answers; at least {EXTERNAL_SECRET_MIN_LENGTH} "
+        "characters.",
+    )
+    secret_file: Path | None = None
+    secret_env: str | None = None
+    max_age_s: int = Field(
+        300, ge=30, le=900, description="Seconds an answer of the provider stays valid (clocks may differ this much)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v:
+            return v
+        parts = urlsplit(v)
+        host = parts.hostname or ""
+        if parts.scheme == "https" and host and not parts.username:
+            return v
+        if parts.scheme == "http" and _loopback(host):
+            return v  # a provider's test double on this computer
+        raise ValueError(f"write the provider's page as https://name/path (got {v!r})")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ExternalIdentitySettings:
+        secret = resolve_secret(self, "secret")
+        if secret is not None and len(secret.get_secret_value()) < EXTERNAL_SECRET_MIN_LENGTH:
+            raise ValueError(
+                f"secret: too short; use the key the provider gave, at least {EXTERNAL_SECRET_MIN_LENGTH} characters"
+            )
+        return self
+
+    def problems(self) -> list[str]:
+        """What is missing for the method "external" to work."""
+        missing = [key for key, value in (("name", self.name), ("url", self.url)) if not value]
+        if self.secret is None:
+            missing.append("secret")
+        return [f'external.{key}: required with the method "external"' for key in missing]
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LoginSettings(StrictModel):
     methods: list[LoginMethod] = Field(
         default_factory=lambda: list(DEFAULT_METHODS),
         min_length=1,
-        description="Ways a guest may identify: sms (a one-time code by SMS), call (a code in the caller id of a "
-        "call, where the SMS provider offers it), voucher (a code staff issue after checking an ID).",
+        description="Ways a guest may identify: sms (a one-time code by SMS), call (the guest calls a number, "
+        "where the SMS provider offers it), voucher (a code staff issue after checking an ID), external (a licensed "
+        "identification service or an ESIA partner, see [portal.login.external]).",
+    )
+    external: ExternalIdentitySettings = Field(
+        default_factory=ExternalIdentitySettings,
+        description="The identity provider of the method external.",
     )
     allowed_country_codes: list[int] = Field(
         default_factory=lambda: [7],
@@ -94,6 +173,12 @@ class LoginSettings(StrictModel):
     operator_address: str = Field(
         "", max_length=300, description="The operator's address for withdrawing consent, shown in the consent text."
     )
+    wifi_name: str = Field(
+        "",
+        max_length=32,
+        description="The guest network's name (SSID) as phones list it, printed on vouchers (e.g. Ромашка-Гости). "
+        'Empty: vouchers say "the guest Wi-Fi".',
+    )
     public_url: str = Field(
         "",
         description="The portal's https address with a trusted certificate (e.g. https://wifi.shop.example), for the "
@@ -115,7 +200,7 @@ class LoginSettings(StrictModel):
     @classmethod
     def _unique_methods(cls, v: list[LoginMethod]) -> list[LoginMethod]:
         if len(set(v)) != len(v):
-            raise ValueError("a method is listed twice; list each of sms, call, voucher once")
+            raise ValueError("a method is listed twice; list each of sms, call, voucher, external once")
         return v
 
     @field_validator("allowed_country_codes")
@@ -124,6 +209,18 @@ class LoginSettings(StrictModel):
         bad = [c for c in v if not 1 <= c <= 999]
         if bad:
             raise ValueError(f"country calling codes are 1 to 999 (got {bad}); e.g. 7 for Russia")
+        return v
+
+    @field_validator("wifi_name")
+    @classmethod
+    def _ssid(cls, v: str) -> str:
+        v = v.strip()
+        size = len(v.encode())
+        if size > SSID_MAX_BYTES:
+            raise ValueError(
+                f"a Wi-Fi network name is at most {SSID_MAX_BYTES} bytes (got {size}; a Cyrillic letter takes 2); "
+                "write it exactly as the access point broadcasts it"
+            )
         return v
 
     @field_validator("public_url")
@@ -138,6 +235,12 @@ class LoginSettings(StrictModel):
                 "certificate), or leave it empty"
             )
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _external_complete(self) -> LoginSettings:
+        if "external" in self.methods and (problems := self.external.problems()):
+            raise ValueError("; ".join(problems) + " (see [portal.login.external] in the example configuration)")
+        return self
 
     @model_validator(mode="after")
     def _idle_within_session(self) -> LoginSettings:

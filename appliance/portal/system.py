@@ -1,6 +1,6 @@
 """Assembling the guest Wi-Fi side of the appliance from the config: the gateway driver, the SMS
-provider, the identification service over its stores, the promotions and vouchers, the
-background work (session timeouts, the log's purge) and the console's guest section."""
+provider, the identity provider, the identification service over its stores, the promotions and
+vouchers, the background work (session timeouts, the log's purge) and the console's guest section."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from appliance.portal.consent import ConsentTexts, consent_texts
 from appliance.portal.gateways.base import Gateway
 from appliance.portal.gateways.factory import build_gateway
 from appliance.portal.gateways.none import NoGateway
+from appliance.portal.gateways.opennds import OpenNdsGateway
 from appliance.portal.guests_console import feature as guests_console_feature
 from appliance.portal.hosts import PortalAddress
 from appliance.portal.identify import IdentificationService
+from appliance.portal.identity_provider import SignedRedirect
 from appliance.portal.promo_images import PromoImages
 from appliance.portal.promotions import PromotionStore
 from appliance.portal.promotions_console import promotions_console_feature
@@ -89,9 +91,20 @@ async def build_portal(cfg: Config, sessions: async_sessionmaker[AsyncSession], 
         consent_version=consent.recorded_version,
         sms=sms,
         vouchers=vouchers,
+        external=SignedRedirect(login.external) if "external" in login.methods else None,
     )
-    sweeper = SessionSweeper(identification, ask_gateway=not isinstance(gateway, NoGateway))
-    purge = Purge(guests, codes, budget, login.log_retention_days)
+    await identification.restore_limits()
+    # Only nftables and RADIUS know more than the session's timeout (idle ends, traffic); openNDS's
+    # answers are the portal's own grants, lost at a restart, which would end open sessions early.
+    sweeper = SessionSweeper(identification, ask_gateway=not isinstance(gateway, NoGateway | OpenNdsGateway))
+    purge = Purge(
+        guests,
+        codes,
+        budget,
+        login.log_retention_days,
+        limits_lookback=identification.limits_lookback,
+        vouchers=vouchers,
+    )
     system = PortalSystem(
         settings=login,
         address=PortalAddress(cfg.portal.host, login.public_url),
@@ -114,6 +127,6 @@ async def build_portal(cfg: Config, sessions: async_sessionmaker[AsyncSession], 
     system.console += [
         guests_console_feature(identification, login, tz),
         promotions_console_feature(system.promotions, system.promo_images, tz),
-        vouchers_console_feature(vouchers),
+        vouchers_console_feature(vouchers, wifi_name=login.wifi_name or None),
     ]
     return system

@@ -5,8 +5,10 @@ once the law no longer asks to keep it.
   and, with a gateway that reports on devices, records their traffic counters and ends sessions
   the gateway itself has closed (idle timeout, quota).
 - The purge deletes identification log rows `log_retention_days` after they ended, then guests
-  left without sessions or remembered devices; code requests after a day (they only serve the
-  login and its limits) and the daily SMS counts after a month.
+  left without sessions or remembered devices, and vouchers (name, document) as long after they
+  stopped working; code requests after a day, or after the limits'
+  lookback if longer (they only serve the login and its limits, which are rebuilt from them at
+  start), and the daily SMS counts after a month.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Final
 
 from appliance.portal.gateways.base import Device, GatewayError
 from appliance.portal.identify import IdentificationService
+from appliance.portal.vouchers import VoucherStore
 from appliance.storage.guest_codes import CodeStore, SmsBudget
 from appliance.storage.guests import GuestStore
 from appliance.storage.models_guests import END_GATEWAY, END_SESSION_TIMEOUT
@@ -85,17 +88,27 @@ class Purge:
     budget: SmsBudget
     retention_days: int
     clock: Callable[[], datetime] = _utcnow
+    limits_lookback: timedelta = CODE_REQUESTS_KEPT
+    vouchers: VoucherStore | None = None
 
     async def purge(self) -> tuple[int, int]:
         """One pass; returns (log rows, guests) deleted."""
         now = self.clock()
-        sessions, guests = await self.guests.purge(now - timedelta(days=self.retention_days), now)
-        codes = await self.codes.purge(now - CODE_REQUESTS_KEPT)
+        log_before = now - timedelta(days=self.retention_days)
+        sessions, guests = await self.guests.purge(log_before, now)
+        vouchers = await self.vouchers.purge(log_before) if self.vouchers is not None else 0
+        codes = await self.codes.purge(now - max(CODE_REQUESTS_KEPT, self.limits_lookback))
         await self.budget.purge((now - SMS_DAYS_KEPT).date())
-        if sessions or guests or codes:
+        if sessions or guests or codes or vouchers:
             log.info(
                 "guest data past its retention deleted",
-                extra={"log_rows": sessions, "guests": guests, "code_requests": codes, "days": self.retention_days},
+                extra={
+                    "log_rows": sessions,
+                    "guests": guests,
+                    "vouchers": vouchers,
+                    "code_requests": codes,
+                    "days": self.retention_days,
+                },
             )
         return sessions, guests
 

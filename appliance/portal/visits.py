@@ -50,12 +50,20 @@ class PendingCode:
 
 
 @dataclass
+class PendingExternal:
+    state: str
+    """What the identity provider's answer must carry back (used once)."""
+    promotions: bool
+
+
+@dataclass
 class Visit:
     device: Device
     csrf_token: str = field(default_factory=new_token)
     dst: str | None = None
     """Where the guest was going (shown as a link after login, never redirected to)."""
     pending: PendingCode | None = None
+    external: PendingExternal | None = None
     finish_url: str | None = None
     """Where the gateway wants the browser after login (openNDS); the welcome page sends it there."""
     seen: float = 0.0

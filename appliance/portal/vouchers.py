@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import ScalarSelect, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appliance.storage.guest_codes import affected
 from appliance.storage.models import USERNAME_MAX_LENGTH, utcnow
 from appliance.storage.models_promotions import (
     DOCUMENT_REF_LENGTH,
@@ -244,6 +245,15 @@ class VoucherStore:
                 return False
             row.revoked_at, row.revoked_by = now_utc or utcnow(), by[:USERNAME_MAX_LENGTH]
         return True
+
+    async def purge(self, before: datetime) -> int:
+        """Delete vouchers (a guest's name and document) that stopped working before `before`,
+        with the devices they let in: the identification log's retention applies to them too."""
+        ended = select(VoucherRow.id).where(VoucherRow.valid_until < before).scalar_subquery()
+        async with self._sessions.begin() as session:
+            await session.execute(delete(VoucherRedemption).where(VoucherRedemption.voucher_id.in_(ended)))
+            result = await session.execute(delete(VoucherRow).where(VoucherRow.valid_until < before))
+        return affected(result)
 
     async def get(self, voucher_id: int) -> Voucher | None:
         async with self._sessions() as session:

@@ -149,6 +149,14 @@ class EventStore:
             )
         return found
 
+    async def oldest_clip_from(self, camera_id: str) -> datetime | None:
+        """Where the oldest clip of the camera begins (its event's clip_from); None when it has none."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(func.min(Event.clip_from)).where(Event.camera_id == camera_id, Event.clip_key.is_not(None))
+            )
+        return found
+
     async def clip_removed(self, event_id: str) -> None:
         """Forget the clip and its rendition once retention deleted their files; the event stays.
         One UPDATE, so the clip fields are never half cleared (the clip_is_complete constraint)."""

@@ -8,6 +8,7 @@ concurrent requests cannot race past a limit on either backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
@@ -44,6 +45,16 @@ class NewCode:
 
 
 @dataclass(frozen=True)
+class PastRequest:
+    """A code request as the abuse limits count it."""
+
+    phone_e164: str
+    mac: str
+    ip: str
+    created_utc: datetime
+
+
+@dataclass(frozen=True)
 class Attempt:
     """The outcome of spending one try on a code request."""
 
@@ -51,6 +62,8 @@ class Attempt:
     """The row after the try; None when no such request exists."""
     spent: bool
     """False: no try was left to spend (expired, locked, superseded or already used)."""
+    confirmed: bool = False
+    """The try was the right code: the request is used up (see `spend_attempt`'s `confirm_if`)."""
 
 
 def affected(result: object) -> int:
@@ -110,8 +123,13 @@ class CodeStore:
         async with self._sessions() as session:
             return await session.get(GuestCodeRequest, request_id)
 
-    async def spend_attempt(self, request_id: str, now: datetime) -> Attempt:
-        """Take one try off a pending, unexpired code; the comparison is the caller's, after this."""
+    async def spend_attempt(
+        self, request_id: str, now: datetime, *, confirm_if: Callable[[GuestCodeRequest], bool] | None = None
+    ) -> Attempt:
+        """Take one try off a pending, unexpired code; the comparison is the caller's, after this:
+        `confirm_if`, given the row once the try is spent, confirms the request in the same
+        transaction when it says so (one write less per login than a separate `confirm`). The
+        UPDATE that spends the try is the guard: a parallel try finds the request no longer pending."""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(GuestCodeRequest)
@@ -124,7 +142,12 @@ class CodeStore:
                 .values(attempts_left=GuestCodeRequest.attempts_left - 1)
             )
             row = await session.get(GuestCodeRequest, request_id, populate_existing=True)
-            return Attempt(row, affected(result) == 1)
+            spent = affected(result) == 1
+            confirmed = spent and row is not None and confirm_if is not None and confirm_if(row)
+            if confirmed:
+                assert row is not None
+                row.status = CODE_CONFIRMED  # written with the commit
+            return Attempt(row, spent, confirmed)
 
     async def confirm(self, request_id: str) -> bool:
         """True for exactly one caller, however many send the right code at once."""
@@ -141,6 +164,18 @@ class CodeStore:
                 .values(status=status)
             )
             return affected(result) == 1
+
+    async def requested_since(self, moment: datetime) -> list[PastRequest]:
+        """Requests made from `moment` on, oldest first (those whose message failed are gone)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    GuestCodeRequest.phone_e164, GuestCodeRequest.mac, GuestCodeRequest.ip, GuestCodeRequest.created_utc
+                )
+                .where(GuestCodeRequest.created_utc >= moment)
+                .order_by(GuestCodeRequest.created_utc, GuestCodeRequest.id)
+            )
+            return [PastRequest(*row) for row in rows.all()]
 
     async def purge(self, before: datetime) -> int:
         async with self._sessions.begin() as session:

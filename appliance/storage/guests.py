@@ -6,7 +6,7 @@ reports "unknown", and then the IP address tells devices apart as well.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -85,11 +85,89 @@ class Remembered:
 
 
 @dataclass(frozen=True)
+class GatewayReport:
+    """What a gateway's accounting says about a session: its traffic so far (running totals, from
+    the guest's side) and, when the session is over, why and when."""
+
+    bytes_in: int
+    bytes_out: int
+    end_reason: str | None = None
+    end_utc: datetime | None = None
+
+
+async def apply_gateway_report(session: AsyncSession, session_id: str, report: GatewayReport) -> bool:
+    """Put a gateway's report into the identification log row, in the caller's transaction.
+    Counters only grow (a late or repeated report changes nothing); a session already ended keeps
+    its end (a revoke, a timeout the portal saw first). True when this report ended the session."""
+    row = await session.get(GuestSession, session_id, with_for_update=True)
+    if row is None:
+        return False
+    row.bytes_in = max(row.bytes_in, report.bytes_in)
+    row.bytes_out = max(row.bytes_out, report.bytes_out)
+    if report.end_reason is None or report.end_utc is None or row.stop_utc is not None:
+        return False
+    row.stop_utc = max(report.end_utc, row.start_utc)
+    row.end_reason = report.end_reason
+    return True
+
+
+@dataclass(frozen=True)
 class LogQuery:
     from_utc: datetime
     to_utc: datetime
     text: str | None = None
     """Part of a phone number, MAC or IP address, or a voucher reference."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One identification log row with its guest, as exported (read without the ORM: an export
+    may hold half a year of logins, and building objects for each would hold up the event loop)."""
+
+    session_id: str
+    method: str
+    relogin: bool
+    phone_e164: str | None
+    voucher_id: str | None
+    guest_name: str | None
+    document_type: str | None
+    issued_by: str | None
+    mac: str
+    ip: str
+    gateway: str
+    gateway_ref: str | None
+    consent_version: str
+    promotions_consent: bool
+    start_utc: datetime
+    stop_utc: datetime | None
+    end_reason: str | None
+    bytes_in: int
+    bytes_out: int
+    provider_id: str | None
+
+
+_LOG_ENTRY_COLUMNS = (
+    GuestSession.id.label("session_id"),
+    GuestSession.method,
+    GuestSession.relogin,
+    Guest.phone_e164,
+    Guest.voucher_id,
+    Guest.guest_name,
+    Guest.document_type,
+    Guest.issued_by,
+    GuestSession.mac,
+    GuestSession.ip,
+    GuestSession.gateway,
+    GuestSession.gateway_ref,
+    GuestSession.consent_version,
+    GuestSession.promotions_consent,
+    GuestSession.start_utc,
+    GuestSession.stop_utc,
+    GuestSession.end_reason,
+    GuestSession.bytes_in,
+    GuestSession.bytes_out,
+    GuestSession.provider_id,
+)
 
 
 def _identity(guest: Guest) -> Identity:
@@ -161,21 +239,23 @@ class GuestStore:
         async with self._sessions() as session:
             return await session.scalar(select(Guest.id).where(match))
 
-    async def set_promotions_consent(self, guest_id: int, given: bool, now: datetime) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Guest).where(Guest.id == guest_id).values(promotions_consent=given, promotions_consent_utc=now)
-            )
-
     async def promotions_consent(self, guest_id: int) -> bool:
         async with self._sessions() as session:
             return bool(await session.scalar(select(Guest.promotions_consent).where(Guest.id == guest_id)))
 
     # --------------------------------------------------------------------------- sessions ---
 
-    async def start_session(self, new: NewSession) -> list[GuestSession]:
-        """Open a session; the device's sessions still open end as replaced (returned)."""
+    async def start_session(self, new: NewSession, *, promotions_answered: bool = False) -> list[GuestSession]:
+        """Open a session; the device's sessions still open end as replaced (returned). With
+        `promotions_answered` (the guest answered the question at this login) the answer becomes the
+        guest's, in the same transaction: one write less per login (bench/portal.py)."""
         async with self._sessions.begin() as session:
+            if promotions_answered:
+                await session.execute(
+                    update(Guest)
+                    .where(Guest.id == new.guest_id)
+                    .values(promotions_consent=new.promotions_consent, promotions_consent_utc=new.start_utc)
+                )
             replaced = list(
                 (
                     await session.scalars(
@@ -334,12 +414,40 @@ class GuestStore:
 
     # --------------------------------------------------------------------------------- log ---
 
-    async def log(self, query: LogQuery, *, limit: int | None = None) -> list[SessionView]:
-        """Sessions that started within the range, oldest first."""
-        statement = select(GuestSession, Guest).where(*_log_filter(query)).order_by(GuestSession.start_utc)
-        if limit is not None:
-            statement = statement.limit(limit)
-        return await self._views(statement)
+    async def log(self, query: LogQuery, *, limit: int) -> list[SessionView]:
+        """The first `limit` sessions that started within the range, oldest first (a page; the
+        export reads them all with `log_batches`)."""
+        return await self._views(
+            select(GuestSession, Guest).where(*_log_filter(query)).order_by(GuestSession.start_utc).limit(limit)
+        )
+
+    async def log_batches(self, query: LogQuery, batch: int) -> AsyncIterator[list[LogEntry]]:
+        """All sessions that started within the range, oldest first, `batch` at a time (each batch
+        its own short read: a long export never holds a transaction open)."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            statement = (
+                select(*_LOG_ENTRY_COLUMNS)
+                .join(Guest, Guest.id == GuestSession.guest_id)
+                .where(*_log_filter(query))
+                .order_by(GuestSession.start_utc, GuestSession.id)
+                .limit(batch)
+            )
+            if after is not None:
+                start, session_id = after
+                statement = statement.where(
+                    or_(
+                        GuestSession.start_utc > start,
+                        and_(GuestSession.start_utc == start, GuestSession.id > session_id),
+                    )
+                )
+            async with self._sessions() as session:
+                entries = [LogEntry(**row._asdict()) for row in (await session.execute(statement)).all()]
+            if entries:
+                yield entries
+            if len(entries) < batch:
+                return
+            after = (entries[-1].start_utc, entries[-1].session_id)
 
     async def log_count(self, query: LogQuery) -> int:
         async with self._sessions() as session:

@@ -37,7 +37,8 @@ USERNAME_MAX_LENGTH: Final = 32
 FILTER_MAX_LENGTH: Final = 64
 
 CODE_METHODS: Final = ("sms", "call")
-LOGIN_METHODS: Final = ("sms", "call", "voucher")
+LOGIN_METHODS: Final = ("sms", "call", "voucher", "external")
+"""external: a licensed identification service or an ESIA partner confirmed the phone number."""
 CODE_PENDING: Final = "pending"
 CODE_CONFIRMED: Final = "confirmed"
 CODE_LOCKED: Final = "locked"
@@ -63,8 +64,9 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
 
 
 class GuestCodeRequest(Base):
-    """A one-time code sent to a phone for one login of one device. Kept a day (for the limits and
-    support questions), then purged; the code itself only as HMAC-SHA256 (appliance/portal/codes.py)."""
+    """A one-time code sent to a phone for one login of one device. Kept a day or two (the abuse
+    limits are rebuilt from these at start; support questions), then purged; the code itself only
+    as HMAC-SHA256 (appliance/portal/codes.py)."""
 
     __tablename__ = "guest_code_requests"
     __table_args__ = (
@@ -140,7 +142,8 @@ class GuestSession(Base):
     gateway: Mapped[str] = mapped_column(String(GATEWAY_MAX_LENGTH))
     gateway_ref: Mapped[str | None] = mapped_column(String(GATEWAY_REF_MAX_LENGTH))
     provider_id: Mapped[str | None] = mapped_column(String(PROVIDER_ID_MAX_LENGTH))
-    """The SMS provider's message id of the code that identified the guest."""
+    """The SMS provider's message id of the code that identified the guest, or the identity
+    provider's reference of the identification (method external, with its prefix: esia:…)."""
     consent_version: Mapped[str] = mapped_column(String(CONSENT_VERSION_MAX_LENGTH))
     promotions_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     start_utc: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -19,7 +19,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appliance.portal.gateways.base import Grant
-from appliance.storage.models_gateway import ACCT_OFF, ACCT_ON, ACCT_STOP, RadiusAccounting, RadiusLogin
+from appliance.storage.guests import GatewayReport, apply_gateway_report
+from appliance.storage.models_gateway import (
+    ACCT_INTERIM,
+    ACCT_OFF,
+    ACCT_ON,
+    ACCT_START,
+    ACCT_STOP,
+    RadiusAccounting,
+    RadiusLogin,
+)
 
 
 class Refusal(StrEnum):
@@ -165,8 +174,10 @@ class RadiusStore:
             login.nas_name, login.nas_address = nas_name, nas_address
             return Decision(_grant(login, verdict), None, login.session_id)
 
-    async def record(self, report: AccountingReport, now: datetime) -> str | None:
-        """Store one accounting report; returns the session id of its login (None if unknown)."""
+    async def record(self, report: AccountingReport, now: datetime, *, end_reason: str | None = None) -> str | None:
+        """Store one accounting report and carry its traffic (and, for a Stop, `end_reason` and the
+        time) into the identification log row of its login, in one transaction: the log shows the
+        time and volume the gateway measured. Returns the session id of the login (None if unknown)."""
         async with self._sessions.begin() as s:
             session_id = None
             if report.username is not None:
@@ -192,6 +203,17 @@ class RadiusStore:
                     terminate_cause=report.terminate_cause,
                 )
             )
+            if session_id is not None and report.status in (ACCT_START, ACCT_INTERIM, ACCT_STOP):
+                # The gateway's own clock may be off: never later than the report arrived.
+                end_utc = min(report.event_utc or now, now)
+                usage = GatewayReport(
+                    # The gateway counts from its side: its output is what the guest downloaded.
+                    bytes_in=report.output_octets,
+                    bytes_out=report.input_octets,
+                    end_reason=end_reason if report.status == ACCT_STOP else None,
+                    end_utc=end_utc,
+                )
+                await apply_gateway_report(s, session_id, usage)
         return session_id
 
     async def _latest_report(self, s: AsyncSession, username: str) -> RadiusAccounting | None:
@@ -228,16 +250,20 @@ class RadiusStore:
             return out
 
     async def status(self, mac: str, now: datetime) -> LoginStatus:
-        """The device's latest login: open or not, until when, and its traffic so far."""
+        """The device's latest login: open or not, until when, and its traffic so far. A login not
+        yet presented to the gateway counts as open while it may still be: the guest's browser is
+        on its way to the gateway's login page."""
         async with self._sessions() as s:
             login = await s.scalar(
                 select(RadiusLogin)
-                .where(RadiusLogin.mac == mac, RadiusLogin.first_used_utc.is_not(None))
-                .order_by(RadiusLogin.first_used_utc.desc(), RadiusLogin.id.desc())
+                .where(RadiusLogin.mac == mac)
+                .order_by(RadiusLogin.created_utc.desc(), RadiusLogin.id.desc())
                 .limit(1)
             )
             if login is None:
                 return LoginStatus(False, None, 0, 0)
+            if login.first_used_utc is None:
+                return LoginStatus(login.revoked_utc is None and now <= login.valid_until, None, 0, 0)
             report = await self._latest_report(s, login.username)
             # A gateway that restarted (Accounting-On/Off) has dropped every session it had.
             restarted = await s.scalar(

@@ -83,8 +83,28 @@ class SegmentInfo:
     def new(self) -> NewSegment:
         return NewSegment(self.camera_id, self.key, self.start_utc, self.codec, self.width, self.height, self.stream)
 
+    @classmethod
+    def of_row(cls, row: Segment) -> SegmentInfo:
+        """A complete row as the recorder reported it (ValueError for a row that is not complete)."""
+        if row.end_utc is None or row.duration_s is None or row.size_bytes is None or row.sha256 is None:
+            raise ValueError(f"segment {row.key!r} is {row.status}, not complete: it has no end, size or hash yet")
+        return cls(
+            row.camera_id,
+            row.key,
+            row.start_utc,
+            row.end_utc,
+            row.duration_s,
+            row.size_bytes,
+            row.sha256,
+            row.codec,
+            row.width,
+            row.height,
+            row.stream,
+        )
 
-def _row(new: NewSegment) -> Segment:
+
+def new_row(new: NewSegment) -> Segment:
+    """The index row of a segment whose file is being written (status "recording")."""
     return Segment(
         camera_id=new.camera_id,
         stream=new.stream,
@@ -122,14 +142,14 @@ class SegmentIndex:
 
     async def add(self, new: NewSegment) -> Segment:
         """A row for a segment whose file is being written."""
-        row = _row(new)
+        row = new_row(new)
         async with self._sessions.begin() as session:
             session.add(row)
         return row
 
     async def add_complete(self, info: SegmentInfo) -> Segment:
         """A row for a published file that has none (a crash came first, or the index is new)."""
-        row = _row(info.new)
+        row = new_row(info.new)
         _complete(row, info)
         async with self._sessions.begin() as session:
             session.add(row)

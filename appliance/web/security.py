@@ -15,6 +15,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'none'",
         "style-src 'self'",
         "img-src 'self'",
+        # Video clips in the console's pages (<video>): only our own files.
+        "media-src 'self'",
         # Scripts, their requests, the service worker and the web app manifest: only our own files.
         "script-src 'self'",
         "connect-src 'self'",

@@ -1,7 +1,7 @@
 """A steady stream of UDP datagrams and a receiver that stamps when a stream starts getting through,
 for measuring how soon a gateway lets a device's packets pass.
 
-    python -m tests.peers.udp_probe send 10.99.2.2 9999 0.0005
+    python -m tests.peers.udp_probe send 10.99.2.2 9999 0.0005 [SOURCE_ADDRESS]
     python -m tests.peers.udp_probe receive 0.0.0.0 9999 0.05
 
 The receiver prints `first <time.monotonic_ns()>` for every datagram that arrives after at least
@@ -17,8 +17,10 @@ import sys
 import time
 
 
-def send(host: str, port: int, interval_s: float) -> None:
+def send(host: str, port: int, interval_s: float, source: str | None = None) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if source is not None:  # one of several devices sharing a namespace (bench/portal.py)
+            sock.bind((source, 0))
         seq = 0
         while True:
             seq += 1
@@ -43,4 +45,7 @@ def receive(host: str, port: int, silence_s: float) -> None:
 
 if __name__ == "__main__":
     mode, host, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    (send if mode == "send" else receive)(host, port, seconds)
+    if mode == "send":
+        send(host, port, seconds, *sys.argv[5:6])
+    else:
+        receive(host, port, seconds)

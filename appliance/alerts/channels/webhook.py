@@ -21,8 +21,6 @@ import hmac
 import io
 import json
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, Final
 
@@ -31,6 +29,7 @@ import aiohttp
 from appliance import __version__
 from appliance.alerts.channel import Alert, DeliveryError
 from appliance.alerts.channels import ChannelContext
+from appliance.alerts.channels.http_errors import retry_after_s
 from appliance.redact import mask_text
 
 SIGNATURE_HEADER: Final = "X-Appliance-Signature"
@@ -48,22 +47,6 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
     """What a receiver does (and the tests): constant-time comparison of the signature."""
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

@@ -17,15 +17,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec
 from pywebpush import WebPushException, webpush_async
 
 from appliance.alerts.channel import Alert, DeliveryError
-from appliance.alerts.channels.webhook import retry_after_s as retry_after_seconds
+from appliance.alerts.channels.http_errors import retry_after_s
 from appliance.alerts.push_console import push_console_feature
+from appliance.alerts.settings import AlertsSection
 from appliance.alerts.vapid import load_or_create_vapid_key, vapid_signer
 from appliance.console.features import ConsoleFeature
 from appliance.storage.models_webpush import WebPushSubscription
@@ -43,7 +44,8 @@ TTL_S: Final = 12 * 3600
 REMEMBERED_ALERTS: Final = 1000
 """Alerts whose delivered phones are remembered, so a retry skips them (a few hours of a busy shop)."""
 DEFAULT_SUBJECT: Final = "mailto:appliance@localhost"
-"""VAPID `sub` when the console has no https address: push services want a mailto: or https: contact."""
+"""VAPID `sub` without `alerts.vapid_contact` or an https console address: push services want a mailto: or
+https: contact."""
 PROVIDER_TEXT_MAX: Final = 200
 
 Outcome = Literal["ok", "gone", "refused", "later"]
@@ -57,8 +59,8 @@ class PushResult:
 
 
 def push_payload(alert: Alert) -> bytes:
-    """What the service worker reads: texts, where a tap leads, and the event (the notification's tag,
-    so that the clip follow-up replaces the snapshot alert on the phone)."""
+    """What the service worker reads: texts, where a tap leads, the event (the notification's tag, so that
+    the clip follow-up replaces the snapshot alert on the phone) and where its snapshot is."""
     doc: dict[str, Any] = {
         "title": alert.title,
         "body": alert.body,
@@ -68,6 +70,10 @@ def push_payload(alert: Alert) -> bytes:
         "tag": alert.event_id or alert.alert_id,
         "time": alert.occurred_utc.isoformat(),
     }
+    if alert.event_id is not None and alert.snapshot_jpeg is not None:
+        # The picture is too big for a push message: the notification shows it from the console, where the
+        # phone is signed in (the browser fetches it with the console's cookie; signed out, it shows none).
+        doc["image"] = f"/events/{quote(alert.event_id, safe='')}/snapshot.jpg"
     data = json.dumps(doc, ensure_ascii=False).encode()
     while len(data) > MAX_PAYLOAD_BYTES:
         over = len(data) - MAX_PAYLOAD_BYTES
@@ -92,10 +98,10 @@ def classify(endpoint: str, status: int | None, text: str, retry_after: str | No
     if status in (404, 410):
         return PushResult("gone", message)
     if status == 429:
-        return PushResult("later", message, retry_after_seconds(retry_after))
+        return PushResult("later", message, retry_after_s(retry_after))
     if 400 <= status < 500:
         return PushResult("refused", message)
-    return PushResult("later", message, retry_after_seconds(retry_after))
+    return PushResult("later", message, retry_after_s(retry_after))
 
 
 class WebPushChannel:
@@ -208,9 +214,12 @@ class WebPushChannel:
         return push_console_feature(self._store, self._vapid_key, channel_configured=True)
 
 
-def vapid_subject(console_url: str) -> str:
-    """Push services want a way to reach the sender: the console's https address when there is one."""
-    return console_url if console_url.startswith("https://") else DEFAULT_SUBJECT
+def vapid_subject(section: AlertsSection) -> str:
+    """Push services want a way to reach the sender: the configured contact, else the console's https
+    address when there is one."""
+    if section.vapid_contact:
+        return section.vapid_contact
+    return section.console_url if section.console_url.startswith("https://") else DEFAULT_SUBJECT
 
 
 def create(ctx: ChannelContext) -> WebPushChannel:
@@ -219,7 +228,7 @@ def create(ctx: ChannelContext) -> WebPushChannel:
         PushSubscriptionStore(ctx.sessions),
         load_or_create_vapid_key(ctx.data_dir),
         language=ctx.settings.language,
-        subject=vapid_subject(ctx.cfg.alerts.console_url),
+        subject=vapid_subject(ctx.cfg.alerts),
         # Below the dispatcher's limit, so that a slow push service ends as this phone's failure, with its bookkeeping.
         timeout_s=ctx.cfg.alerts.send_timeout_s * 0.8,
     )

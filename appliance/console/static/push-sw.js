@@ -18,6 +18,8 @@ self.addEventListener("push", (event) => {
     tag: alert.tag || undefined,
     // A follow-up of the same event (its clip) replaces the notification and still alerts.
     renotify: Boolean(alert.tag),
+    // The event's snapshot from the console (same origin: the browser sends the session cookie with it).
+    image: alert.image || undefined,
     icon: "/static/icon.svg",
     badge: "/static/icon.svg",
     timestamp: alert.time ? Date.parse(alert.time) : Date.now(),

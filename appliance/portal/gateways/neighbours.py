@@ -1,8 +1,10 @@
 """Which MAC address an IP address on the guest network belongs to: the kernel's neighbour table
 (ARP for IPv4, NDP for IPv6), read over netlink. It holds what this box saw on the wire when the
 guest's packets arrived, so it cannot be talked into a MAC the browser claims. One question is one
-netlink round trip (no `ip` process per portal request); it blocks for microseconds, and runs in a
-worker thread all the same.
+netlink round trip (no `ip` process per portal request) on a non-blocking socket: the kernel has
+answered by the time the request is sent, so the answer is read at once, on the event loop. (A
+worker thread cost every probe and page a trip through the thread pool, which under a crowd of
+guests meant waiting for the loop again: bench/portal.py.)
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _mac_of(payload: bytes) -> str | None:
     return None
 
 
-def _lookup(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, interface: str) -> str | None:
+async def _lookup(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, interface: str) -> str | None:
     try:
         ifindex = socket.if_nametoindex(interface)
     except OSError:
@@ -94,9 +96,10 @@ def _lookup(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, interface: str) -
         ) from None
     seq = next(_sequence) & 0xFFFFFFFF
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
-        sock.settimeout(_REPLY_TIMEOUT_S)
+        sock.setblocking(False)
         sock.send(get_request(ip, ifindex, seq))
-        return parse_reply(sock.recv(65536), seq)
+        async with asyncio.timeout(_REPLY_TIMEOUT_S):
+            return parse_reply(await asyncio.get_running_loop().sock_recv(sock, 65536), seq)
 
 
 def canonical_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -115,6 +118,8 @@ async def mac_for(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, interface: 
     """The MAC (aa:bb:cc:dd:ee:ff) the box last saw using `ip` on `interface`; None if it has not
     seen one there (the address is not on the guest segment)."""
     try:
-        return await asyncio.to_thread(_lookup, ip, interface)
+        return await _lookup(ip, interface)
+    except TimeoutError:
+        raise GatewayError(f"cannot read the neighbour table: no answer within {_REPLY_TIMEOUT_S:g} s") from None
     except OSError as exc:
         raise GatewayError(f"cannot read the neighbour table: {exc}") from None

@@ -51,6 +51,7 @@ from appliance.storage.models_gateway import (
     TERMINATE_CAUSE_MAX_LENGTH,
     USERNAME_MAX_LENGTH,
 )
+from appliance.storage.models_guests import END_GATEWAY, END_LOGOUT, END_SESSION_TIMEOUT
 from appliance.storage.radius import AccountingReport, RadiusStore
 from appliance.web.i18n import Lang, Text
 
@@ -72,6 +73,17 @@ ACCT_STATUS: Final[dict[str, str]] = {
     "Accounting-On": ACCT_ON,
     "Accounting-Off": ACCT_OFF,
 }
+
+LOG_END_REASONS: Final[dict[str, str]] = {
+    "Session-Timeout": END_SESSION_TIMEOUT,
+    "User-Request": END_LOGOUT,
+}
+"""Acct-Terminate-Cause (RFC 2866) as the identification log's end reason; any other cause (idle
+timeout, quota, lost carrier, the gateway's restart or an administrator) is the gateway's doing."""
+
+
+def log_end_reason(terminate_cause: str | None) -> str:
+    return LOG_END_REASONS.get(terminate_cause or "", END_GATEWAY)
 
 
 def load_dictionary() -> Dictionary:
@@ -361,7 +373,7 @@ class RadiusGateway:
         if report is None:
             log.info("RADIUS accounting of an unstored kind acknowledged", extra={"nas": nas.name})
             return
-        session_id = await self._store.record(report, self._clock())
+        session_id = await self._store.record(report, self._clock(), end_reason=log_end_reason(report.terminate_cause))
         if session_id is None and report.status in (ACCT_START, ACCT_INTERIM, ACCT_STOP):
             log.warning(
                 "RADIUS accounting for a login this portal did not issue stored without a guest",

@@ -94,7 +94,8 @@ def _web_address(value: str, what: str, example: str) -> str:
     return value
 
 
-def _secret(model: StrictModel, name: str) -> SecretStr | None:
+def resolve_secret(model: StrictModel, name: str) -> SecretStr | None:
+    """The secret `name` of `model` from `name`, `name`_file or `name`_env (at most one), stored back in `name`."""
     inline, file, env = (getattr(model, f"{name}{suffix}") for suffix in ("", "_file", "_env"))
     if inline is None and file is None and env is None:
         return None
@@ -138,7 +139,7 @@ class RadiusClientSettings(StrictModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> RadiusClientSettings:
-        secret = _secret(self, "secret")
+        secret = resolve_secret(self, "secret")
         if secret is None:
             raise ValueError("secret: required; set secret, secret_file or secret_env to the gateway's RADIUS secret")
         if len(secret.get_secret_value()) < RADIUS_SECRET_MIN_LENGTH:
@@ -226,7 +227,7 @@ class RadiusSettings(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RadiusSettings:
-        _secret(self, "uam_secret")
+        resolve_secret(self, "uam_secret")
         if self.auth_port == self.acct_port:
             raise ValueError("auth_port and acct_port are the same; use two ports (usually 1812 and 1813)")
         names = [c.name for c in self.clients]
@@ -306,7 +307,7 @@ class OpenNdsSettings(StrictModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> OpenNdsSettings:
-        key = _secret(self, "faskey")
+        key = resolve_secret(self, "faskey")
         if key is not None and not FASKEY_PATTERN.match(key.get_secret_value()):
             raise ValueError("faskey: use 8 to 64 characters without spaces, the same as the router's faskey")
         return self

@@ -80,7 +80,7 @@ def upgrade() -> None:
         sa.Column("bytes_out", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_guest_sessions")),
         sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], name=op.f("fk_guest_sessions_guest_id_guests")),
-        sa.CheckConstraint("method IN ('sms', 'call', 'voucher')", name=op.f("ck_guest_sessions_method")),
+        sa.CheckConstraint("method IN ('sms', 'call', 'voucher', 'external')", name=op.f("ck_guest_sessions_method")),
         sa.CheckConstraint(
             "end_reason IS NULL OR end_reason IN "
             "('logout', 'revoked', 'session_timeout', 'gateway', 'relogin', 'gateway_error')",
@@ -110,7 +110,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_guest_remembered_devices")),
         sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], name=op.f("fk_guest_remembered_devices_guest_id_guests")),
         sa.UniqueConstraint("token_digest", name=op.f("uq_guest_remembered_devices_token_digest")),
-        sa.CheckConstraint("method IN ('sms', 'call', 'voucher')", name=op.f("ck_guest_remembered_devices_method")),
+        sa.CheckConstraint(
+            "method IN ('sms', 'call', 'voucher', 'external')", name=op.f("ck_guest_remembered_devices_method")
+        ),
     )
     op.create_index(op.f("ix_guest_remembered_devices_guest_id"), "guest_remembered_devices", ["guest_id"])
     op.create_index(
