@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import subprocess
 import sys
 import time
@@ -298,7 +299,7 @@ def main() -> int:
         print(f"bench/portal.py {reason}", file=sys.stderr)
         return 2
     think = tuple(float(x) for x in args.think_s.split(","))
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {text}", flush=True)
@@ -340,7 +341,9 @@ def main() -> int:
     verdicts(arrivals, through)
     for note in bench.notes:
         print(f"  note: {note}")
-    print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    # Other work on the box takes CPU from the daemon and the guests alike: say how busy it was.
+    print(f"\ntotal time {time.monotonic() - started:.0f} s; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")  # fmt: skip
     return 0
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.portal.app import create_portal_app
 from tests.peers.smsru_standin import SmsRuStandIn
-from tests.portal_support import PHONE, portal_config, portal_system
+from tests.portal_support import PHONE, Clocks, RecordingGateway, clocked, portal_config, portal_system
 from tests.web_support import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,6 +47,8 @@ async def test_sign_in_on_a_phone_without_javascript(tmp_path: Path) -> None:
     async with SmsRuStandIn.running() as sms:
         cfg = portal_config(tmp_path, sms=sms.sms_config())
         async with portal_system(cfg) as system, serve(create_portal_app(cfg, system)) as client:
+            # As on a real gateway, which knows the phone's MAC: the success page then says "connected".
+            clocked(system, Clocks(), RecordingGateway(macs={"127.0.0.1": "aa:bb:cc:00:00:01"}))
             promo = await system.promotions.create(
                 "Кофе в подарок",
                 "<p>К любой покупке от 500 ₽ — <b>капучино бесплатно</b> до конца недели.</p>",

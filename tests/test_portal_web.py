@@ -140,9 +140,9 @@ async def test_phone_flow_from_the_first_page_to_online(portal: Portal) -> None:
         welcome = await guest.open("/welcome")
         view = await portal.system.identification.active(Device("unknown", "127.0.0.1"))
         assert view is not None and view.session.promotions_consent and view.identity.phone_e164 == PHONE
-        local_end = (view.session.expires_utc.astimezone(portal.system.tz)).strftime("%H:%M")
-        assert f"Доступ открыт до {local_end}." in welcome
-        assert (await guest.open("/")).count("Вы подключены к Интернету") == 2  # title and heading
+        # No gateway driver: the guest is told the truth, not "connected".
+        assert "роутер магазина ещё не подключён к порталу" in welcome and "Доступ открыт" not in welcome
+        assert (await guest.open("/")).count("Вы вошли в гостевую сеть") == 2  # title and heading
 
 
 async def test_english_errors_say_what_to_do(portal: Portal) -> None:
@@ -338,6 +338,17 @@ async def test_a_device_the_gateway_does_not_know_is_told_to_reconnect(
         page = await stranger.open("/")
         assert "Не удалось определить ваше устройство" in page and "<form" not in page
         assert VISIT_COOKIE not in stranger.client.session.cookie_jar.filter_cookies(stranger.client.make_url("/"))
+
+
+async def test_a_gateway_that_opens_access_says_until_when(portal: Portal, gateway: RecordingGateway) -> None:
+    async with portal.guest() as guest:
+        await signed_in(portal, guest)
+        welcome = await guest.open("/welcome")
+        view = await portal.system.identification.active(Device("aa:bb:cc:00:00:01", "127.0.0.1"))
+        assert view is not None and "aa:bb:cc:00:00:01" in gateway.allowed
+        local_end = view.session.expires_utc.astimezone(portal.system.tz).strftime("%H:%M")
+        assert welcome.count("Вы подключены к Интернету") == 2
+        assert f"Доступ открыт до {local_end}." in welcome
 
 
 async def test_another_device_gets_nothing_from_a_copied_cookie(portal: Portal, gateway: RecordingGateway) -> None:

@@ -97,6 +97,13 @@ _PAGES = {
     "call.submit": Text("Я позвонил(а)", "I have called"),
     # --- after login
     "welcome.title": Text("Вы подключены к Интернету", "You are connected to the Internet"),
+    "welcome.identified": Text("Вы вошли в гостевую сеть", "You are signed in to the guest network"),
+    "welcome.no_gateway": Text(
+        "Вход записан, но доступ в Интернет в этой сети пока не открывается: "
+        "роутер магазина ещё не подключён к порталу. Пожалуйста, сообщите об этом персоналу.",
+        "Your sign-in is recorded, but this network does not open Internet access yet: "
+        "the store's router is not connected to the portal. Please tell the staff.",
+    ),
     "welcome.until": Text("Доступ открыт до {time}.", "Access is open until {time}."),
     "welcome.continue": Text("Перейти на {host}", "Continue to {host}"),
     "welcome.finish": Text(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from appliance.portal.gateways.none import NoGateway
 from appliance.portal.keys import SYSTEM, VISIT
 from appliance.portal.phones import masked
 from appliance.portal.visits import REMEMBER_COOKIE, Visit
@@ -152,5 +153,7 @@ async def status_page(request: web.Request, visit: Visit | None, view: SessionVi
             "dst": dst,
             "dst_host": urlsplit(dst).hostname if dst else None,
             "finish_url": finish,
+            # With no gateway driver nothing lets the device through: saying "connected" would be a lie.
+            "opens_access": not isinstance(request.app[SYSTEM].gateway, NoGateway),
         },
     )
