@@ -1,11 +1,17 @@
-"""Network namespaces as a test peer: a guest ─ gateway ─ internet topology for one test module.
+"""Network namespaces as a test peer: a guest ─ gateway ─ internet topology for one test module,
+with the shop's LAN (where the cameras are) on a third side of the gateway.
 
     guest ns                 gateway ns                         internet ns
     guest0 ──veth── gw-guest  (the box: nftables, the portal)  gw-inet ──veth── inet0
-    10.99.1.2       10.99.1.1                                   10.99.2.1       10.99.2.2
-    fd00:99:1::2    fd00:99:1::1                                fd00:99:2::1    fd00:99:2::2
+    10.99.1.2       10.99.1.1                                   203.0.113.1     203.0.113.2
+    fd00:99:1::2    fd00:99:1::1                                2001:db8:99:2::1 2001:db8:99:2::2
+                              gw-lan ──veth── lan0 (lan ns)
+                              192.168.77.1    192.168.77.2
+                              fd00:99:3::1    fd00:99:3::2
 
-The addresses exist only inside the namespaces, and the namespace names are unique per run, so
+"The internet" has public-looking addresses (RFC 5737 / RFC 3849 documentation ranges) and the
+LAN private ones, as in a shop: the gateway keeps signed-in guests away from private ranges. The
+addresses exist only inside the namespaces, and the namespace names are unique per run, so
 several test runs on one machine do not meet. Every process is started inside a namespace with
 `ip netns exec` (which execs the command: the process id is the command's), and `topology()`
 always cleans up: it kills whatever still runs in its namespaces (only its own processes can be
@@ -74,24 +80,31 @@ class Topology:
     guest: str
     gateway: str
     internet: str
+    lan: str
     guest_if: str = "guest0"
     gateway_guest_if: str = "gw-guest"
     gateway_inet_if: str = "gw-inet"
     internet_if: str = "inet0"
+    gateway_lan_if: str = "gw-lan"
+    lan_if: str = "lan0"
     guest_ip: str = "10.99.1.2"
     gateway_guest_ip: str = "10.99.1.1"
-    gateway_inet_ip: str = "10.99.2.1"
-    internet_ip: str = "10.99.2.2"
+    gateway_inet_ip: str = "203.0.113.1"
+    internet_ip: str = "203.0.113.2"
+    gateway_lan_ip: str = "192.168.77.1"
+    lan_ip: str = "192.168.77.2"
     guest_ip6: str = "fd00:99:1::2"
     gateway_guest_ip6: str = "fd00:99:1::1"
-    gateway_inet_ip6: str = "fd00:99:2::1"
-    internet_ip6: str = "fd00:99:2::2"
+    gateway_inet_ip6: str = "2001:db8:99:2::1"
+    internet_ip6: str = "2001:db8:99:2::2"
+    gateway_lan_ip6: str = "fd00:99:3::1"
+    lan_ip6: str = "fd00:99:3::2"
     log_dir: Path = Path()
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
-    def namespaces(self) -> tuple[str, str, str]:
-        return (self.guest, self.gateway, self.internet)
+    def namespaces(self) -> tuple[str, str, str, str]:
+        return (self.guest, self.gateway, self.internet, self.lan)
 
     def argv(self, ns: str, *command: str) -> list[str]:
         return ["ip", "netns", "exec", ns, *command]
@@ -159,17 +172,20 @@ class Topology:
 
 
 def _build(net: Topology) -> None:
-    g, w, i = net.namespaces
+    g, w, i, lan = net.namespaces
     commands = [
         *(["netns", "add", ns] for ns in net.namespaces),
         ["link", "add", net.guest_if, "netns", g, "type", "veth", "peer", "name", net.gateway_guest_if, "netns", w],
         ["link", "add", net.internet_if, "netns", i, "type", "veth", "peer", "name", net.gateway_inet_if, "netns", w],
+        ["link", "add", net.lan_if, "netns", lan, "type", "veth", "peer", "name", net.gateway_lan_if, "netns", w],
     ]
     for ns, interface, v4, v6 in (
         (g, net.guest_if, net.guest_ip, net.guest_ip6),
         (w, net.gateway_guest_if, net.gateway_guest_ip, net.gateway_guest_ip6),
         (w, net.gateway_inet_if, net.gateway_inet_ip, net.gateway_inet_ip6),
         (i, net.internet_if, net.internet_ip, net.internet_ip6),
+        (w, net.gateway_lan_if, net.gateway_lan_ip, net.gateway_lan_ip6),
+        (lan, net.lan_if, net.lan_ip, net.lan_ip6),
     ):
         commands += [
             ["-n", ns, "addr", "add", f"{v4}/24", "dev", interface],
@@ -183,6 +199,8 @@ def _build(net: Topology) -> None:
         ["-n", g, "-6", "route", "add", "default", "via", net.gateway_guest_ip6],
         ["-n", i, "route", "add", "default", "via", net.gateway_inet_ip],
         ["-n", i, "-6", "route", "add", "default", "via", net.gateway_inet_ip6],
+        ["-n", lan, "route", "add", "default", "via", net.gateway_lan_ip],
+        ["-n", lan, "-6", "route", "add", "default", "via", net.gateway_lan_ip6],
     ]
     for command in commands:
         done = subprocess.run(["ip", *command], capture_output=True, text=True, check=False)
@@ -207,7 +225,13 @@ def _teardown(net: Topology) -> None:
 def topology(prefix: str = "apt") -> Iterator[Topology]:
     run_id = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix=f"{run_id}-") as logs:
-        net = Topology(guest=f"{run_id}-guest", gateway=f"{run_id}-gw", internet=f"{run_id}-inet", log_dir=Path(logs))
+        net = Topology(
+            guest=f"{run_id}-guest",
+            gateway=f"{run_id}-gw",
+            internet=f"{run_id}-inet",
+            lan=f"{run_id}-lan",
+            log_dir=Path(logs),
+        )
         try:
             _build(net)
             yield net

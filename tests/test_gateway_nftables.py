@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from appliance.config import ConfigError, parse_config
 from appliance.portal.gateways import nft_ruleset, nft_state
 from appliance.portal.gateways.base import Device, GatewayError, Grant
 from appliance.portal.gateways.nft_ruleset import Limits, Pair, TablePlan
@@ -36,6 +39,7 @@ TABLE = "appliance_portal"
 BIG_FILE_BYTES = 1_000_000
 UPLOAD_PORT = 9000
 HOUR = 3600
+EXAMPLE_CONFIG = netns_support.REPO / "config" / "appliance.example.toml"
 
 
 # ------------------------------------------------------------------------------ pure parts ---
@@ -102,12 +106,109 @@ def test_the_table_before_login() -> None:
     assert "preauth" not in unrestricted
 
 
+def _nftables_config(**nftables: object) -> NftablesSettings:
+    """The [portal.gateway.nftables] section of a file with these keys, as the appliance reads it."""
+    gateway = {"driver": "nftables", "nftables": {"interface": "br-guest", **nftables}}
+    return parse_config({"portal": {"gateway": gateway}}).portal.gateway.nftables
+
+
+def test_settings_keep_guests_off_private_ranges_by_default_and_explain_bad_entries() -> None:
+    defaults = _nftables_config()
+
+    def blocked(address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in defaults.blocked_destinations)
+
+    # Where a shop's cameras and staff hosts live (RFC 1918, CGNAT, link-local, IPv6 ULA and link-local) ...
+    lan = ["10.1.2.3", "172.31.255.1", "192.168.1.64", "100.64.0.1", "169.254.1.1", "fd12:3456::1", "fe80::1"]
+    assert all(blocked(a) for a in lan)
+    # ... and not the internet, nor the edges of those ranges.
+    assert not any(blocked(a) for a in ("8.8.8.8", "172.32.0.1", "100.128.0.1", "11.0.0.1", "2a00:1450::1"))
+    assert defaults.allowed_destinations == ()
+    example = tomllib.loads(EXAMPLE_CONFIG.read_text())["portal"]["gateway"]["nftables"]
+    assert _nftables_config(**example).blocked_destinations == defaults.blocked_destinations, "documented as is"
+
+    def problems(**nftables: object) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            _nftables_config(**nftables)
+        return caught.value.problems
+
+    key = "portal.gateway.nftables"
+    assert problems(blocked_destinations=["10.0.0.0/8", "192.168.1.5/24"]) == [
+        f"{key}.blocked_destinations[1]: '192.168.1.5/24' has host bits set; write \"192.168.1.0/24\" for the whole "
+        'network or "192.168.1.5" for that one address'
+    ]
+    (bad,) = problems(allowed_destinations=["printer.local"])
+    assert bad.startswith(f"{key}.allowed_destinations[0]: 'printer.local' is not an IPv4 or IPv6 address")
+    assert '"192.168.1.20"' in bad
+    (everything,) = problems(blocked_destinations=["::/0"])
+    assert everything.startswith(f"{key}.blocked_destinations: ::/0 is every address")
+    chosen = _nftables_config(allowed_destinations=["192.168.1.30", "fd00::/64"])
+    assert [str(n) for n in chosen.allowed_destinations] == ["192.168.1.30/32", "fd00::/64"]
+    assert _nftables_config(blocked_destinations=[]).blocked_destinations == ()
+
+
+def _chain(script: str, name: str) -> list[str]:
+    lines = [line.strip() for line in script.splitlines()]
+    start = lines.index(f"chain {name} {{")
+    return lines[start + 1 : lines.index("}", start)]
+
+
+def test_signed_in_guests_are_refused_the_blocked_networks_and_the_guest_interface() -> None:
+    networks = ipaddress.ip_network
+    plan = TablePlan(
+        table=TABLE,
+        interface="br-guest",
+        portal_port=8081,
+        dns_servers=(networks("192.168.1.1"),),
+        preauth_destinations=(networks("192.168.1.40"),),
+        blocked_destinations=(networks("192.168.0.0/16"), networks("fc00::/7")),
+        allowed_destinations=(networks("192.168.1.30"), networks("fd00::30")),
+    )
+    script = nft_ruleset.table_script(plan)
+    assert _chain(script, "destinations") == [
+        # The exceptions first: the owner's, DNS to the configured resolvers, the before-login destinations.
+        "ip daddr @allowed4 return",
+        "ip6 daddr @allowed6 return",
+        "ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 return",
+        "ip daddr @preauth4 return",
+        # Another guest, routed back out of the guest interface: whatever the guest subnet's addresses.
+        'oifname "br-guest" jump refuse',
+        "ip daddr @blocked4 jump refuse",
+        "ip6 daddr @blocked6 jump refuse",
+    ]
+    assert "set blocked4 { type ipv4_addr; flags interval; auto-merge; elements = { 192.168.0.0/16 }; }" in script
+    assert "set allowed6 { type ipv6_addr; flags interval; auto-merge; elements = { fd00::30/128 }; }" in script
+    # Refused so that apps give up at once: a reset for TCP, ICMP administratively prohibited otherwise.
+    assert _chain(script, "refuse") == ["meta l4proto tcp reject with tcp reset", "reject with icmpx admin-prohibited"]
+    # Without lists (and resolvers), the guest interface stays closed and DNS anywhere stays open.
+    bare = nft_ruleset.table_script(TablePlan(table=TABLE, interface="wlan0", portal_port=80))
+    assert _chain(bare, "destinations") == [
+        "meta l4proto { tcp, udp } th dport 53 return",
+        'oifname "wlan0" jump refuse',
+    ]
+    assert "blocked" not in bare and "allowed" not in bare
+
+
+def test_the_destination_lists_leave_the_before_login_rules_alone() -> None:
+    without = TablePlan(table=TABLE, interface="br-guest", portal_port=8081)
+    with_lists = dataclasses.replace(
+        without,
+        blocked_destinations=(ipaddress.ip_network("10.0.0.0/8"),),
+        allowed_destinations=(ipaddress.ip_network("10.1.2.3"),),
+    )
+    scripts = nft_ruleset.table_script(with_lists), nft_ruleset.table_script(without)
+    for chain in ("nat_from_guest", "from_guest", "to_guest", "to_box"):
+        assert _chain(scripts[0], chain) == _chain(scripts[1], chain), chain
+
+
 def test_a_limits_class_refreshes_idle_and_counts_from_the_packet_path() -> None:
     script = nft_ruleset.limits_script(TABLE, Limits(idle_s=300, up_bytes_s=1000, down_bytes_s=2000, quota_bytes=5000))
     rules = [line.split(" ", 5)[5] for line in script.splitlines() if line.startswith("add rule") and "_from " in line]
-    v4 = [r for r in rules if "ip6" not in r]
+    v4 = [r for r in rules if "ip6" not in r and "ipv6" not in r]
     assert v4 == [
         "ether saddr . ip saddr != @idle4 return",
+        "meta nfproto ipv4 jump destinations",
         "ether saddr . ip saddr @class_i300_u1000_d2000_q5000_up4 drop",
         "ip saddr @class_i300_u1000_d2000_q5000_quota4 return",
         "update @idle4 { ether saddr . ip saddr timeout 300s }",
@@ -170,7 +271,23 @@ def net() -> Iterator[Topology]:
             serve = ["-m", "http.server", str(port), "--bind", "::", "-d", str(www)]
             topology.start(topology.internet, PYTHON, *serve, ready="Serving")
         topology.start(topology.internet, PYTHON, "-m", "tests.peers.upload_sink", str(UPLOAD_PORT), ready="ready")
+        # The shop's LAN: a camera's web page, and at a second address a printer the owner lets guests use.
+        camera = topology.log_dir / "camera"
+        camera.mkdir()
+        (camera / "index.html").write_text("CAMERA\n")
+        printer4, printer6 = printer(topology)
+        topology.run(topology.lan, "ip", "addr", "add", f"{printer4}/24", "dev", topology.lan_if)
+        topology.run(topology.lan, "ip", "-6", "addr", "add", f"{printer6}/64", "dev", topology.lan_if, "nodad")
+        serve = ["-m", "http.server", "80", "--bind", "::", "-d", str(camera)]
+        topology.start(topology.lan, PYTHON, *serve, ready="Serving")
         yield topology
+
+
+def printer(net: Topology) -> tuple[str, str]:
+    """The LAN host in allowed_destinations (IPv4, IPv6): host 9 of the LAN's networks."""
+    v4 = ipaddress.ip_interface(f"{net.lan_ip}/24").network[9]
+    v6 = ipaddress.ip_interface(f"{net.lan_ip6}/64").network[9]
+    return str(v4), str(v6)
 
 
 def _start_host(net: Topology, control: Path, portal_port: int) -> subprocess.Popen[bytes]:
@@ -187,6 +304,7 @@ def _start_host(net: Topology, control: Path, portal_port: int) -> subprocess.Po
         str(portal_port),
         "--table",
         TABLE,
+        *(option for address in printer(net) for option in ("--allow", address)),
         ready="ready",
     )
 
@@ -298,6 +416,81 @@ async def test_allow_lets_the_device_through_and_revoke_sends_it_back(net: Topol
     assert await fetch(net, web(net)) == "PORTAL"
     assert (await gw.status(mac, net.guest_ip))["authorised"] is False
     await gw.revoke(mac, net.guest_ip)  # again: nothing left to remove is not an error
+
+
+UDP_PROBE = """
+import errno, socket, sys
+address = sys.argv[1]
+probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+probe.settimeout(2)
+probe.connect((address, 554))
+probe.send(b"OPTIONS rtsp://camera/ RTSP/1.0")
+try:
+    probe.recv(1)
+except TimeoutError:
+    print("timeout")
+except OSError as error:
+    print(errno.errorcode[error.errno])
+"""
+"""A datagram to port 554 from the guest, and the error the kernel reports for it: ECONNREFUSED
+(the host answered "port unreachable": it was reached), EHOSTUNREACH or EACCES (this box refused
+it: ICMP administratively prohibited, IPv4 or IPv6), or timeout."""
+
+
+async def udp_probe(net: Topology, address: str) -> str:
+    result = await net.exec(net.guest, PYTHON, "-c", UDP_PROBE, address)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.slow
+async def test_a_signed_in_guest_reaches_the_internet_but_not_the_shops_lan(net: Topology, gw: GatewayClient) -> None:
+    mac, ip = guest_mac(net), net.guest_ip
+    camera, (printer4, _) = f"http://{net.lan_ip}/", printer(net)
+    assert await fetch(net, camera) == "PORTAL", "before login, as any web address"
+    await gw.allow(mac, ip)
+    assert await fetch(net, web(net)) == "INTERNET"
+    assert await fetch(net, f"http://{printer4}/") == "CAMERA", "in allowed_destinations"
+    assert await udp_probe(net, printer4) == "ECONNREFUSED"
+    await asyncio.sleep(0.6)  # status() answers from a listing at most 0.5 s old
+    sent = (await gw.status(mac, ip))["bytes_out"]
+
+    refused = await net.curl(camera, max_time_s=5)
+    assert refused.returncode == 7, f"the camera's web page must be refused with a reset: {refused}"
+    assert refused.elapsed_s < 2
+    assert await udp_probe(net, net.lan_ip) == "EHOSTUNREACH", "other protocols: ICMP administratively prohibited"
+    await asyncio.sleep(0.6)
+    after = await gw.status(mac, ip)
+    assert after["authorised"] is True, "a refused packet does not end the session"
+    assert after["bytes_out"] == sent, "refused packets are not counted as the guest's traffic"
+
+
+@pytest.mark.slow
+async def test_over_ipv6_the_shops_lan_is_refused_too(net: Topology, gw: GatewayClient) -> None:
+    _, printer6 = printer(net)
+    await gw.allow(guest_mac(net), net.guest_ip6)
+    assert await fetch(net, f"http://[{net.internet_ip6}]/") == "INTERNET"
+    assert await fetch(net, f"http://[{printer6}]/") == "CAMERA"
+    refused = await net.curl(f"http://[{net.lan_ip6}]/", "-g", max_time_s=5)
+    assert refused.returncode == 7 and refused.elapsed_s < 2, refused
+    assert await udp_probe(net, net.lan_ip6) == "EACCES", "ICMPv6 administratively prohibited"
+
+
+@pytest.mark.slow
+async def test_the_box_does_not_route_a_guest_back_to_the_guest_network(net: Topology, gw: GatewayClient) -> None:
+    # Another guest subnet behind the guest interface (a second SSID's, a routed access point's), with
+    # public-looking addresses no list holds: reached only by routing back out of the guest interface.
+    other_guests = "192.0.2.0/24"
+    net.run(net.gateway, "ip", "route", "add", other_guests, "via", net.guest_ip, "dev", net.gateway_guest_if)
+    try:
+        await gw.allow(guest_mac(net), net.guest_ip)
+        refused = await net.curl("http://192.0.2.10/", max_time_s=5)
+        assert refused.returncode == 7 and refused.elapsed_s < 2, refused
+        await gw.call("stop")
+        # Without the table the box routes it (and the packet is lost on the guest network).
+        assert await fetch(net, "http://192.0.2.10/", max_time_s=1) == "exit 28"
+    finally:
+        net.run(net.gateway, "ip", "route", "del", other_guests)
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ browser that runs no scripts: it keeps cookies and sends the forms), an "interne
 a web server and the SMS.ru stand-in, and staff using the console from the box itself.
 
     guest ns ── gw-guest (daemon: portal on 10.99.1.1:8081, console on 127.0.0.1:8080) ── inet ns
-                                                                  web :80 :443, SMS.ru stand-in :9100
+                                           │                      web :80 :443, SMS.ru stand-in :9100
+                                           └── lan ns: a camera's web page :80 (private address)
 
 The console listens on the gateway's loopback only, so staff requests are `curl` inside the gateway
 namespace. The SMS code is read from the stand-in, as a guest reads it from the phone.
@@ -186,6 +187,8 @@ def shop() -> Iterator[Shop]:
             net.start(
                 net.internet, PYTHON, "-m", "http.server", str(port), "--bind", "::", "-d", str(www), ready="Serving"
             )
+        # A camera's web page on the shop's LAN, which guests must never reach.
+        net.start(net.lan, PYTHON, "-m", "http.server", "80", "--bind", "::", "-d", str(www), ready="Serving")
         standin = ["-m", "tests.peers.smsru_standin", str(STANDIN_PORT), DEFAULT_API_ID]
         net.start(net.internet, PYTHON, *standin, ready="ready")
         config = work / "appliance.toml"
@@ -268,6 +271,8 @@ async def test_a_guest_signs_in_with_an_sms_code_and_staff_cut_them_off(shop: Sh
     assert (await guest.get(f"http://{net.internet_ip}:443/")).body.strip() == INTERNET_PAGE, "nothing intercepted"
     still_out = await guest.get(f"http://{net.gateway_guest_ip}:{CONSOLE_PORT}/login", max_time_s=2)
     assert still_out.status == 0, "signed in, the guest still must not reach the console"
+    camera = await guest.get(f"http://{net.lan_ip}/", max_time_s=2)
+    assert camera.exit_code == 7, f"signed in, the guest must be refused the camera LAN at once: {camera}"
 
     staff, staff_token = await shop.staff_console()
     online = await staff.get(f"{shop.console}/guests")

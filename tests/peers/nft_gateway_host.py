@@ -1,7 +1,7 @@
 """Hosts the production `nftables` gateway driver inside the gateway namespace, for tests.
 
     ip netns exec <gw> python -m tests.peers.nft_gateway_host --control /tmp/x.sock \\
-        --interface gw-guest --portal-port 8081
+        --interface gw-guest --portal-port 8081 [--dns 10.0.0.53] [--allow 192.168.77.9]
 
 Serves, inside the namespace, a stand-in portal on --portal-port (every path answers "PORTAL";
 /whoami answers what the driver's identify() makes of the request), and, on a Unix socket the
@@ -86,6 +86,7 @@ async def main(args: argparse.Namespace) -> None:
         interface=args.interface,
         table=args.table,
         dns_servers=tuple(ipaddress.ip_network(a) for a in args.dns),
+        allowed_destinations=tuple(ipaddress.ip_network(a) for a in args.allow),
     )
     gateway = NftablesGateway(settings, portal_port=args.portal_port)
     portal = web.AppRunner(portal_app(gateway))
@@ -110,4 +111,5 @@ if __name__ == "__main__":
     parser.add_argument("--portal-port", type=int, required=True)
     parser.add_argument("--table", default="appliance_portal")
     parser.add_argument("--dns", action="append", default=[])
+    parser.add_argument("--allow", action="append", default=[], help="an allowed_destinations entry")
     asyncio.run(main(parser.parse_args()))

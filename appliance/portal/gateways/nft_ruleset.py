@@ -5,6 +5,13 @@ The table (family inet, so IPv4 and IPv6 share it) holds, for the guest interfac
 - before login: TCP port 80 redirected to the portal; DNS and the configured destinations let
   through; TCP 443 refused with a reset (a browser gives up at once, nothing is intercepted); the
   rest dropped. Towards this box itself only the portal, DNS, DHCP and ICMP.
+- after login, where a device may go (`destinations`): anywhere but the blocked networks (the
+  shop's LAN: cameras, recorder, staff computers), save the allowed exceptions, the DNS servers and
+  the before-login destinations; nor back out of the guest interface (another guest routed through
+  this box: whatever its addresses, the guest subnet is blocked). Refused, not dropped: a TCP
+  reset or ICMP administratively prohibited, so the guest's app gives up at once instead of
+  waiting for a timeout. Guests on the same Wi-Fi segment reach each other without this box:
+  that takes the access point's client isolation.
 - after login, per device (its MAC . IP pair, as the kernel saw them):
   * `session4/6`: the pair, with the session timeout as the element's timeout. Its value is a jump
     to the chain of the device's *limits class*: grants with equal idle timeout, rates and quota
@@ -52,6 +59,10 @@ class TablePlan:
     dns_servers: tuple[IPNetwork, ...] = ()
     """Empty: any DNS server."""
     preauth_destinations: tuple[IPNetwork, ...] = ()
+    blocked_destinations: tuple[IPNetwork, ...] = ()
+    """Where a device must not go after login."""
+    allowed_destinations: tuple[IPNetwork, ...] = ()
+    """Exceptions to blocked_destinations."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +108,32 @@ def _address_set(name: str, family: str, networks: list[str]) -> str:
     return f"  set {name}{family} {{ type {kind}; flags interval; auto-merge; elements = {{ {elements} }}; }}"
 
 
+def _address_sets(plan: TablePlan) -> tuple[list[str], dict[str, list[str]]]:
+    """The address sets of the plan, and per set name the rule fronts matching a destination in it
+    (one per family that has elements)."""
+    sets: list[str] = []
+    matches: dict[str, list[str]] = {}
+    named = (
+        ("dns", plan.dns_servers),
+        ("preauth", plan.preauth_destinations),
+        ("allowed", plan.allowed_destinations),
+        ("blocked", plan.blocked_destinations),
+    )
+    for name, networks in named:
+        matches[name] = []
+        for fam in FAMILIES:
+            if members := _by_family(networks, fam):
+                sets.append(_address_set(name, fam, members))
+                matches[name].append(f"{_L3[fam]} daddr @{name}{fam}")
+    return sets, matches
+
+
 def table_script(plan: TablePlan) -> str:
     """Creates the table, replacing any copy left behind (a crash) in the same transaction."""
     t, iface, port = plan.table, f'"{plan.interface}"', plan.portal_port
-    sets: list[str] = []
-    dns_rules: list[str] = []
-    preauth_rules: list[str] = []
+    sets, matches = _address_sets(plan)
     for fam in FAMILIES:
-        kind, l3 = _ADDR_TYPE[fam], _L3[fam]
+        kind = _ADDR_TYPE[fam]
         sets += [
             f"  map session{fam} {{ type ether_addr . {kind} : verdict; flags timeout; }}",
             # `dynamic`: the packet path adds to it (update), not only the control plane.
@@ -113,14 +142,12 @@ def table_script(plan: TablePlan) -> str:
             f"  map downlink{fam} {{ type {kind} : verdict; flags timeout; }}",
             f"  set received{fam} {{ type {kind}; flags timeout; counter; }}",
         ]
-        if dns := _by_family(plan.dns_servers, fam):
-            sets.append(_address_set("dns", fam, dns))
-            dns_rules.append(f"    {l3} daddr @dns{fam} meta l4proto {{ tcp, udp }} th dport 53 accept")
-        if preauth := _by_family(plan.preauth_destinations, fam):
-            sets.append(_address_set("preauth", fam, preauth))
-            preauth_rules.append(f"    {l3} daddr @preauth{fam} accept")
-    if not plan.dns_servers:
-        dns_rules = ["    meta l4proto { tcp, udp } th dport 53 accept"]
+    dns = [f"{m} meta l4proto {{ tcp, udp }} th dport 53" for m in matches["dns"]] or [
+        "meta l4proto { tcp, udp } th dport 53"
+    ]
+    preauth = matches["preauth"]
+    # After login the DNS servers and the before-login destinations stay reachable, wherever they are.
+    exceptions = [*matches["allowed"], *dns, *preauth]
     lines = [
         f"table inet {t}",
         f"delete table inet {t}",
@@ -133,7 +160,7 @@ def table_script(plan: TablePlan) -> str:
         "  chain nat_from_guest {",
         "    ether saddr . ip saddr @session4 ether saddr . ip saddr @idle4 accept",
         "    ether saddr . ip6 saddr @session6 ether saddr . ip6 saddr @idle6 accept",
-        *preauth_rules,
+        *(f"    {m} accept" for m in preauth),
         f"    tcp dport 80 redirect to :{port}",
         "  }",
         "  chain guest_forward {",
@@ -144,8 +171,7 @@ def table_script(plan: TablePlan) -> str:
         "  chain from_guest {",
         "    ether saddr . ip saddr vmap @session4",
         "    ether saddr . ip6 saddr vmap @session6",
-        *dns_rules,
-        *preauth_rules,
+        *(f"    {m} accept" for m in [*dns, *preauth]),
         "    tcp dport 443 reject with tcp reset",
         "    drop",
         "  }",
@@ -154,6 +180,16 @@ def table_script(plan: TablePlan) -> str:
         "    ip6 daddr vmap @downlink6",
         "    ct state established,related accept",
         "    drop",
+        "  }",
+        # Jumped to by the limits class chains, for a device that holds a grant (see limits_script).
+        "  chain destinations {",
+        *(f"    {m} return" for m in exceptions),
+        f"    oifname {iface} jump refuse",
+        *(f"    {m} jump refuse" for m in matches["blocked"]),
+        "  }",
+        "  chain refuse {",
+        "    meta l4proto tcp reject with tcp reset",
+        "    reject with icmpx admin-prohibited",
         "  }",
         "  chain guest_input {",
         "    type filter hook input priority filter; policy accept;",
@@ -186,7 +222,9 @@ def limits_script(table: str, limits: Limits) -> str:
     for fam in FAMILIES:
         kind, l3 = _ADDR_TYPE[fam], _L3[fam]
         pair = f"ether saddr . {l3} saddr"
-        from_rules.append(f"{pair} != @idle{fam} return")
+        # Where it goes is checked before anything is counted or refreshed: a refused packet
+        # neither keeps a device active nor spends its rate or quota.
+        from_rules += [f"{pair} != @idle{fam} return", f"meta nfproto ipv{fam} jump destinations"]
         if limits.up_bytes_s is not None:
             sets.append(f"{n}_up{fam} {{ type ether_addr . {kind}; {_RATE} {limits.up_bytes_s} bytes/second; }}")
             from_rules.append(f"{pair} @{n}_up{fam} drop")

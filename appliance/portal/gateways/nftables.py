@@ -73,6 +73,8 @@ class NftablesGateway:
             portal_port=settings.portal_port or portal_port,
             dns_servers=settings.dns_servers,
             preauth_destinations=settings.preauth_destinations,
+            blocked_destinations=settings.blocked_destinations,
+            allowed_destinations=settings.allowed_destinations,
         )
         self._settings = settings
         self._held: dict[Pair, _Held] = {}

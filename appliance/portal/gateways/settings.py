@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 
 from appliance.settings_base import Slug, StrictModel
 
 _INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 """Linux names are at most 15 characters; the name is written into nftables rules, so no quotes."""
+
+PRIVATE_DESTINATIONS: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+"""RFC 1918, carrier-grade NAT (RFC 6598), link-local, IPv6 unique-local and link-local: where a shop's
+cameras, recorder, till and staff computers live, never the internet."""
+
+
+def _destination(value: Any) -> Any:
+    """A network as nftables takes it, with an error that says how to write it."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_network(text)
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(
+            f'{value!r} is not an IPv4 or IPv6 address or network; write e.g. "192.168.1.0/24", "192.168.1.20" '
+            'or "fd00::/8"'
+        ) from None
+    raise ValueError(
+        f'{value!r} has host bits set; write "{loose}" for the whole network or "{text.split("/")[0]}" for that '
+        "one address"
+    )
+
+
+Destination = Annotated[IPvAnyNetwork, BeforeValidator(_destination)]
 
 
 class NftablesSettings(StrictModel):
@@ -50,6 +90,28 @@ class NftablesSettings(StrictModel):
             "portal's images. This box's portal port is always reachable."
         ),
     )
+    blocked_destinations: tuple[Destination, ...] = Field(
+        PRIVATE_DESTINATIONS,
+        max_length=256,
+        description=(
+            "Networks a signed-in guest must not reach through this box: the shop's own LAN, where the cameras "
+            "(RTSP, their web pages), the recorder and the staff computers have private addresses. Default: every "
+            "private and link-local range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, "
+            "169.254.0.0/16, fc00::/7, fe80::/10). Traffic there is refused at once (TCP reset, ICMP "
+            "administratively prohibited), so a guest's app fails fast instead of hanging. Guest-to-guest traffic "
+            "routed back out of the guest interface is refused as well, whatever this list holds. "
+            "Empty: signed-in guests reach every address (only for a box that routes no LAN but the guests')."
+        ),
+    )
+    allowed_destinations: tuple[Destination, ...] = Field(
+        (),
+        max_length=64,
+        description=(
+            'Exceptions to blocked_destinations a signed-in guest may reach on any port, e.g. ["192.168.1.30"] '
+            "for a printer meant for guests or a resolver on the LAN. dns_servers (port 53) and "
+            "preauth_destinations stay reachable after sign-in without being listed here."
+        ),
+    )
     down_kbit_s: int | None = Field(
         None, ge=64, le=10_000_000, description="Per-guest download limit (kbit/s) when a login sets none. Empty: none."
     )
@@ -74,6 +136,17 @@ class NftablesSettings(StrictModel):
                 f"{value!r} is not an interface name: at most 15 letters, digits, '.', '-' or '_' "
                 '(see `ip link`), e.g. "br-guest"'
             )
+        return value
+
+    @field_validator("blocked_destinations")
+    @classmethod
+    def _not_everything(cls, value: tuple[IPvAnyNetwork, ...]) -> tuple[IPvAnyNetwork, ...]:
+        for network in value:
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"{network} is every address: signed-in guests would reach nothing; list only the LAN's networks "
+                    '(e.g. "192.168.1.0/24")'
+                )
         return value
 
 
