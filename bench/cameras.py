@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -45,7 +46,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -875,48 +876,51 @@ def print_latency_report(results: list[tuple[int, DaemonResult]], seconds: float
             print(f"  N={n}: {note}")
 
 
-def run_latency(n: int, args: argparse.Namespace, say: Callable[[str], None]) -> DaemonResult:
-    with tempfile.TemporaryDirectory(prefix=f"bench-latency-{n}-") as tmp:
+@contextlib.contextmanager
+def simulated(n: int, scene: str, notes: list[str]) -> Iterator[tuple[Simulator, Path]]:
+    """The simulator with `n` cameras and a scratch directory; what it said goes into `notes`."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-cameras-{n}-") as tmp:
         work = Path(tmp)
         with (work / "simulator.log").open("w") as sim_log:
-            sim = Simulator(n, args.scene, sim_log)
+            sim = Simulator(n, scene, sim_log)
             try:
-                say(f"N={n}: daemon ...")
-                daemon = run_daemon(sim, args.scene, args.seconds, work)
+                yield sim, work
             finally:
                 note = sim.stop()
-    if note:
-        daemon.notes.append(note)
+        if note:
+            notes.append(note)
+        warnings = [line for line in (work / "simulator.log").read_text().splitlines() if "WARNING" in line]
+        notes += [f"simulator: {w}" for w in warnings[:5]]
+
+
+def run_latency(n: int, args: argparse.Namespace, say: Callable[[str], None]) -> DaemonResult:
+    notes: list[str] = []
+    with simulated(n, args.scene, notes) as (sim, work):
+        say(f"N={n}: daemon ...")
+        daemon = run_daemon(sim, args.scene, args.seconds, work)
+    daemon.notes += notes
     return daemon
 
 
 def run_count(n: int, args: argparse.Namespace, motion_ok: str | None, say: Callable[[str], None]) -> Row:
-    with tempfile.TemporaryDirectory(prefix=f"bench-cameras-{n}-") as tmp:
-        work = Path(tmp)
-        with (work / "simulator.log").open("w") as sim_log:
-            sim = Simulator(n, args.scene, sim_log)
+    notes: list[str] = []
+    with simulated(n, args.scene, notes) as (sim, work):
+        say(f"N={n}: daemon ...")
+        daemon = run_daemon(sim, args.scene, args.seconds, work)
+        say(f"N={n}: floor ...")
+        floor = run_floor(sim, args.seconds)
+        motion = None
+        skipped = motion_ok
+        if n in args.motion_counts and motion_ok is None:
+            say(f"N={n}: Motion ...")
+            (work / "motion").mkdir()
             try:
-                say(f"N={n}: daemon ...")
-                daemon = run_daemon(sim, args.scene, args.seconds, work)
-                say(f"N={n}: floor ...")
-                floor = run_floor(sim, args.seconds)
-                motion = None
-                skipped = motion_ok
-                if n in args.motion_counts and motion_ok is None:
-                    say(f"N={n}: Motion ...")
-                    (work / "motion").mkdir()
-                    try:
-                        motion = run_motion(sim, args.seconds, work / "motion")
-                    except RuntimeError as exc:
-                        skipped = str(exc)
-                elif n not in args.motion_counts:
-                    skipped = None
-            finally:
-                note = sim.stop()
-        sim_warnings = [line for line in (work / "simulator.log").read_text().splitlines() if "WARNING" in line]
-    if note:
-        daemon.notes.append(note)
-    daemon.notes += [f"simulator: {w}" for w in sim_warnings[:5]]
+                motion = run_motion(sim, args.seconds, work / "motion")
+            except RuntimeError as exc:
+                skipped = str(exc)
+        elif n not in args.motion_counts:
+            skipped = None
+    daemon.notes += notes
     return Row(n, daemon, floor, motion, skipped)
 
 

@@ -103,6 +103,21 @@ class Rig:
     def camera(self, clip: Path) -> Camera:
         return Camera(clip, self.fanout)
 
+    def opened_from_the_start(self, clip: Path, frames: int) -> Camera:
+        """A camera whose event opens with its first frame; `frames` of it sent and taken."""
+        return self.opened_after(clip, 0, 0, frames)
+
+    def opened_after(self, clip: Path, before: int, clip_from: int, frames: int) -> Camera:
+        """A camera that sent `before` frames when the event (`clip_from` a frame number) opened,
+        then up to `frames`, all of them taken."""
+        camera = self.camera(clip)
+        camera.send_until(before)
+        self.settle()
+        self.live.open(EVENT, key(), at(clip_from))
+        camera.send_until(frames)
+        self.settle()
+        return camera
+
     def settle(self) -> None:
         """Wait until the renditions thread took every packet and ran every command."""
         deadline = time.monotonic() + 10
@@ -176,12 +191,8 @@ def test_an_h264_source_is_remuxed_from_the_pre_roll_to_clip_to(
     tmp_path: Path, transcoder: Transcoder, sources: dict[str, Path]
 ) -> None:
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["h264"])
-        camera.send_until(100)  # 6.7 s: the event is confirmed at 6.5 s, its pre-roll began at 3.5 s
-        r.settle()
-        r.live.open(EVENT, key(), at(52))
-        camera.send_until(141)
-        r.settle()
+        # Opened at 6.7 s (the event confirmed at 6.5 s), its pre-roll from 3.5 s.
+        camera = r.opened_after(sources["h264"], 100, 52, 141)
         future = r.live.close(EVENT, at(140))
         r.settle()
         assert not future.done(), "published before the footage passed clip_to"
@@ -208,12 +219,7 @@ def test_an_h265_source_is_transcoded_in_the_transcode_thread(
 
     monkeypatch.setattr(RenditionEncoder, "add", add)
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["hevc"])
-        camera.send_until(100)
-        r.settle()
-        r.live.open(EVENT, key(), at(52))
-        camera.send_until(141)
-        r.settle()
+        camera = r.opened_after(sources["hevc"], 100, 52, 141)
         future = r.live.close(EVENT, at(140))
         camera.send_until(160)
         info = result(future)
@@ -226,10 +232,7 @@ def test_a_large_h265_picture_is_scaled_to_640(
     tmp_path: Path, transcoder: Transcoder, sources: dict[str, Path]
 ) -> None:
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["hevc720"])
-        r.live.open(EVENT, key(), at(0))
-        camera.send_until(30)
-        r.settle()
+        camera = r.opened_from_the_start(sources["hevc720"], 30)
         future = r.live.close(EVENT, at(29))
         camera.send_until(45)
         info = result(future)
@@ -243,12 +246,7 @@ def test_overlapping_events_each_get_their_own_range(
 ) -> None:
     later = "cam1-20260504T090008.500Z"
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["h264"])
-        camera.send_until(60)
-        r.settle()
-        r.live.open(EVENT, key(), at(20))
-        camera.send_until(120)
-        r.settle()
+        camera = r.opened_after(sources["h264"], 60, 20, 120)
         r.live.open(later, key(later), at(100))
         camera.send_until(126)
         r.settle()
@@ -268,12 +266,7 @@ def test_packets_held_back_for_a_late_clip_to_stay_out(
 ) -> None:
     """With a merge gap 2 s longer than the post-roll, an event ends 2 s after its clip_to."""
     with rig(tmp_path, transcoder, hold_s=2.0) as r:
-        camera = r.camera(sources["h264"])
-        camera.send_until(40)
-        r.settle()
-        r.live.open(EVENT, key(), at(30))
-        camera.send_until(120)
-        r.settle()
+        r.opened_after(sources["h264"], 40, 30, 120)
         info = result(r.live.close(EVENT, at(90)))  # 2 s before the newest packet
     assert info is not None
     check_rendition(r.store, info, at(30), at(90))
@@ -284,10 +277,7 @@ def test_a_camera_gone_silent_is_published_after_the_grace(
 ) -> None:
     monkeypatch.setattr(renditions, "POLL_S", 0.05)
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["h264"])
-        r.live.open(EVENT, key(), at(0))
-        camera.send_until(50)
-        r.settle()
+        r.opened_from_the_start(sources["h264"], 50)
         future = r.live.close(EVENT, at(150))
         r.now = at(150) + timedelta(seconds=renditions.FINISH_GRACE_S - 0.5)
         r.settle()
@@ -302,10 +292,7 @@ def test_a_changed_stream_cuts_the_rendition_short(
     tmp_path: Path, transcoder: Transcoder, sources: dict[str, Path]
 ) -> None:
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["h264"])
-        r.live.open(EVENT, key(), at(0))
-        camera.send_until(60)
-        r.settle()
+        r.opened_from_the_start(sources["h264"], 60)
         r.camera(sources["other"]).send_until(10)  # the camera reconnects with other settings
         r.settle()
         info = result(r.live.close(EVENT, at(150)))
@@ -327,10 +314,7 @@ def test_renditions_are_not_made_when_not_wanted(
 ) -> None:
     with rig(tmp_path, transcoder) as r:
         r.live.wanted = lambda: False  # the camera's main stream is H.264
-        camera = r.camera(sources["h264"])
-        r.live.open(EVENT, key(), at(0))
-        camera.send_until(60)
-        r.settle()
+        r.opened_from_the_start(sources["h264"], 60)
         assert result(r.live.close(EVENT, at(30))) is None
     assert not (r.store.root / "clips").exists()
 
@@ -496,10 +480,7 @@ def test_a_rendition_that_ends_within_its_first_group_of_pictures(
     tmp_path: Path, transcoder: Transcoder, sources: dict[str, Path]
 ) -> None:
     with rig(tmp_path, transcoder) as r:
-        camera = r.camera(sources["h264"])
-        r.live.open(EVENT, key(), at(52))  # before the camera sent anything
-        camera.send_until(53)
-        r.settle()
+        camera = r.opened_after(sources["h264"], 0, 52, 53)  # before the camera sent anything
         future = r.live.close(EVENT, at(52))
         camera.send_until(54)
         info = result(future)

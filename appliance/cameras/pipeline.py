@@ -23,6 +23,8 @@ from functools import partial
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import OperationalError
+
 from appliance.bus import EventBus
 from appliance.cameras.analyser import Analyser, Analysis
 from appliance.cameras.clips import ClipInfo, ClipService
@@ -61,6 +63,9 @@ RENDITION_POLL_S: Final = 1.0
 """How often a camera whose main stream is not (yet) known to be H.265 is looked at again."""
 RENDITION_STOP_S: Final = 5.0
 """How long stopping renditions may take to publish those whose end was reached."""
+CHAIN_ATTEMPTS: Final = 3
+CHAIN_RETRY_S: Final = 0.5
+"""Pause before the second append of a segment to the evidence chain (doubled before the third)."""
 MOTION_MEMORY_S: Final = 120.0
 """Analysed results kept to build each finished segment's heatmap: a segment is at most 60 s,
 and its hook runs seconds after it ends."""
@@ -134,7 +139,7 @@ class CameraPipeline:
             self.main.unsubscribe(sub)
 
     async def _segment_finalised(self, info: SegmentInfo) -> None:
-        await self.deps.ledger.append(info.camera_id, "segment", info.key, info.sha256, info.size_bytes, info.start_utc)
+        await record_segment(self.deps.ledger, info)
         heatmap = MotionHeatmap()
         moved = False
         for t, result in self._recent:
@@ -297,8 +302,21 @@ class CameraPipeline:
 
 
 async def record_segment(ledger: EvidenceLedger, info: SegmentInfo) -> None:
-    """A finished segment goes into its camera's evidence chain at once."""
-    await ledger.append(info.camera_id, "segment", info.key, info.sha256, info.size_bytes, info.end_utc)
+    """A finished segment goes into its camera's evidence chain at once. A database that refuses
+    the write for a moment (another writer held it past the busy timeout) is asked again; what is
+    still left out is appended by reconciliation at the next start."""
+    for attempt in range(1, CHAIN_ATTEMPTS + 1):
+        try:
+            await ledger.append(info.camera_id, "segment", info.key, info.sha256, info.size_bytes, info.start_utc)
+            return
+        except OperationalError as exc:
+            if attempt == CHAIN_ATTEMPTS:
+                raise
+            log.warning(
+                "evidence chain append failed; retrying",
+                extra={"camera": info.camera_id, "key": info.key, "error": str(exc.orig), "attempt": attempt},
+            )
+            await asyncio.sleep(CHAIN_RETRY_S * attempt)
 
 
 def _run_then_settle(body: Callable[[], None], loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
