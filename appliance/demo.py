@@ -131,7 +131,7 @@ def _banner(cfg: Config, password: str, data_dir: Path, temporary: bool) -> str:
         f"    Sign in with the phone number {shown(SAMPLE_PHONE)} (or any Russian mobile number):\n"
         "    the SMS with the code shows in the demo phone.\n"
         '    Gateway driver "none": guests are identified and logged, but the demo controls no network,\n'
-        '    so nothing is let through, even when the welcome page says "connected".\n'
+        "    so nothing is let through (the welcome page says so).\n"
         f"  Simulated cameras (RTSP, playable with ffplay/VLC):\n{cams}\n"
         f"  Data: {data_dir} ({keep})\n"
         "  Press Ctrl-C to stop.\n"
