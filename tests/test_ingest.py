@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import time
 from collections.abc import Callable
 
 import av.error
 import pytest
 
-from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.fanout import READ_TIMEOUT_S, StreamFanout
 from appliance.cameras.ingest import ReconnectPolicy, StreamEnded, classify_error, run_stream, stream_url
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.config import CameraConfig
@@ -119,5 +122,29 @@ async def test_reconnects_after_the_camera_restarts() -> None:
             assert board.get("cam1").fps == 0.0
             peer.start()
             await wait_for(lambda: board.get("cam1").state is CameraState.ONLINE, 20)
+        finally:
+            await _stop(task)
+
+
+@pytest.mark.slow
+async def test_a_camera_that_stops_answering_fails_the_read_within_the_timeout() -> None:
+    """A frozen camera keeps its TCP connection open but sends nothing: the read must time out
+    (FFmpeg's socket timeout) rather than hang the stream forever."""
+    with gst_camera() as peer:
+        board = StatusBoard()
+        task = await _run(camera(peer.url()), board, ReconnectPolicy(initial_s=0.2, max_s=1.0))
+        try:
+            await wait_for(lambda: board.get("cam1").state is CameraState.ONLINE, 20)
+            assert peer.proc is not None
+            os.killpg(peer.proc.pid, signal.SIGSTOP)
+            frozen = time.monotonic()
+            try:
+                # FFmpeg's RTSP client waits out the socket timeout twice (it retries once).
+                await wait_for(lambda: board.get("cam1").state is CameraState.RECONNECTING, 2 * READ_TIMEOUT_S + 5)
+                waited = time.monotonic() - frozen
+            finally:
+                os.killpg(peer.proc.pid, signal.SIGCONT)
+            assert waited >= READ_TIMEOUT_S - 1
+            assert "no answer from the camera" in (board.get("cam1").last_error or "")
         finally:
             await _stop(task)

@@ -62,7 +62,8 @@ MAX_CAPTURE_LAG_S: Final = 2.0
 network jitter and a GOP burst at connect, well below what would misplace footage noticeably."""
 OPEN_TIMEOUT_S: Final = 10.0
 READ_TIMEOUT_S: Final = 5.0
-"""Socket timeouts of FFmpeg's RTSP client: a silent camera fails the read instead of hanging.
+"""Socket timeouts of FFmpeg's RTSP client: a silent camera fails the read (as TimeoutError, after
+about twice READ_TIMEOUT_S: the client retries once) instead of hanging.
 (ingest.py has the same values for its own reader, until it publishes into a fanout with `pump`.)"""
 RTSP_OPTIONS: Final = {"rtsp_transport": "tcp", "timeout": str(int(READ_TIMEOUT_S * 1_000_000))}
 """TCP interleaving: UDP loses packets on busy Wi-Fi and through NAT, and a lost packet is lost
@@ -358,7 +359,10 @@ def pump(url: str, fanout: StreamFanout, stop: threading.Event) -> None:
     began = False
     reason = "stopped"
     try:
-        with av.open(url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)) as container:
+        # Reads are bounded by FFmpeg's own socket timeout (RTSP_OPTIONS), not PyAV's read timeout:
+        # PyAV checks its timeout in an interrupt callback that takes the GIL, and FFmpeg calls
+        # it many times per packet, so every stream thread would contend for the GIL constantly.
+        with av.open(url, options=RTSP_OPTIONS, timeout=(OPEN_TIMEOUT_S, None)) as container:
             assert isinstance(container, InputContainer)
             video = container.streams.video[0]
             fanout.begin_session(video)
