@@ -638,6 +638,16 @@ def test_a_run_is_confirmed_on_every_frame_and_within_a_third_of_a_second(name: 
     assert np.diff(after).min() > 0.5 / FPS
 
 
+def test_a_caller_short_of_cpu_gets_the_regular_frames_only_and_still_confirms() -> None:
+    frames = clip("store_day_person", 15)
+    busy = MotionDetector()
+    taken = [(f, busy.process(f.y, f.uv, f.t)) for f in frames if busy.wants(f.t, confirm=False)]
+    assert len(taken) == pytest.approx(len(_taken(frames, MotionDetector(MotionSettings(confirm_fps=FPS)))), abs=1)
+    assert np.diff([f.t for f, _ in taken]).min() > 0.5 / FPS
+    moving = next(f.t for f, r in taken if r.motion)
+    assert moving - SCENES["store_day_person"].figures[0].enters_at < 0.25 + 3 / FPS
+
+
 def test_confirmation_frames_teach_the_detector_nothing() -> None:
     """The frames checked between the regular ones leave the background, the stretch and the
     counters as they were: the regular frames give the same boxes and changes with or without them."""

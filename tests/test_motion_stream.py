@@ -14,14 +14,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from av.container import InputContainer
 
-from appliance.cameras.analyser import DECODER_OPTIONS, _planes
+from appliance.cameras.analyser import DECODER_OPTIONS, Analyser, Analysis, _planes
 from appliance.cameras.events import EndReason, EventAction, EventEnded, EventSettings, EventStarted, EventTracker
+from appliance.cameras.fanout import StreamFanout
 from appliance.cameras.motion import MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
+from appliance.cameras.motion_settings import MotionSettings
+from appliance.cameras.tamper import TamperDetector
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodedLoop, EncodeSettings, load_or_encode
 from appliance.simulator.scenes import SCENES
@@ -201,3 +206,43 @@ def test_switches_and_noise_make_no_motion_at_all(
         moving = [(round(t, 2), r.score, r.boxes) for t, r in analysed if r.motion]
         assert not moving, f"phase {phase}: motion at {moving}"
         assert events == []
+
+
+def _run_analyser(loop: EncodedLoop, raw: Path, *, behind: bool) -> tuple[Analyser, list[EventAction]]:
+    """The real analyser over `loop`'s packets through a fanout: handed over one at a time (keeping
+    up), or all queued before it starts (fallen behind, as on a box short of CPU)."""
+    raw.write_bytes(b"".join(h264.join_annexb(list(unit.nals)) for unit in loop.units))
+    fps = loop.settings.fps
+    fanout = StreamFanout("cam1", "sub")
+    sub = fanout.subscribe("analyser", len(loop.units) + 1)
+    emitted: list[Analysis] = []
+    with av.open(str(raw), format="h264", options={"framerate": str(fps)}) as container:
+        assert isinstance(container, InputContainer)
+        video = container.streams.video[0]
+        fanout.begin_session(video)
+        analyser = Analyser(
+            "cam1", sub, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emitted.append
+        )
+        for n, packet in enumerate(p for p in container.demux(video) if p.size):
+            packet.pts = packet.dts = n * (packet.duration or 1)  # a raw H.264 stream has no timestamps
+            fanout.publish(packet, EPOCH + timedelta(seconds=n / fps))
+            while not behind and (item := sub.get(timeout=0)) is not None:
+                analyser._packet(item)  # type: ignore[arg-type]
+    while (item := sub.get(timeout=0)) is not None:
+        analyser._packet(item)  # type: ignore[arg-type]
+    return analyser, [a for e in emitted for a in e.actions]
+
+
+def test_an_analyser_that_fell_behind_skips_the_confirmation_frames_but_still_finds_the_entries(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    loop = _encoded("store_day_person", tmp_path_factory)
+    keeping_up, found = _run_analyser(loop, tmp_path / "a.h264", behind=False)
+    behind, found_behind = _run_analyser(loop, tmp_path / "b.h264", behind=True)
+    seconds = len(loop.units) / loop.settings.fps
+    assert behind.frames_decoded == keeping_up.frames_decoded == len(loop.units)
+    # Behind: the regular 5 fps only; keeping up: every frame of each run being confirmed on top.
+    assert behind.frames_analysed == pytest.approx(seconds * MotionSettings().fps, abs=2)
+    assert keeping_up.frames_analysed >= behind.frames_analysed + 3
+    started = [a for a in found if isinstance(a, EventStarted)]
+    assert started and len([a for a in found_behind if isinstance(a, EventStarted)]) == len(started)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appliance.cameras.fanout import StreamFanout
-from appliance.cameras.recorder import Recorder
+from appliance.cameras.recorder import BATCH_S, Recorder
 from appliance.storage.db import create_engine, make_sessionmaker
 from appliance.storage.footage import LocalFootageStore
 from appliance.storage.migrate import upgrade
@@ -184,6 +184,10 @@ async def test_too_little_free_space_pauses_recording_until_there_is_room(
     await wait_for(lambda: rig.recorder.status.state == "disk_full", 10, "the recorder to notice the full disk")
     assert "MiB free" in (rig.recorder.status.last_error or "")
     assert list(rig.store.iter_keys()) == [] and await rig.index.known_keys() == set()
+    # The recorder takes packets in batches: the first clip is all passed over before space is freed.
+    await wait_for(lambda: rig.recorder.subscription.backlog == 0, 10, "the first clip to be passed over")
+    await asyncio.sleep(2 * BATCH_S)  # the last batch taken is handled before the next is waited for
+    assert list(rig.store.iter_keys()) == []
     # Retention freed space: the next keyframe opens a segment again.
     rig.recorder.min_free_bytes = 0
     await asyncio.to_thread(feed_clip, rig.fanout, clips["h264"], T0 + timedelta(seconds=30))

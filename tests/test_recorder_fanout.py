@@ -53,6 +53,23 @@ def drain(sub: object) -> list[object]:
     return items
 
 
+def test_a_batch_consumer_takes_everything_waiting_in_order(fanout: StreamFanout) -> None:
+    sub = fanout.subscribe("recorder", max_packets=100)
+    assert sub.get_all(timeout=0) == []
+    for n in range(5):
+        fanout.publish(packet(n), T0 + timedelta(seconds=n / CLIP_FPS))
+    fanout.end_session("gone")
+    batch = sub.get_all(timeout=0)
+    assert [i.pts for i in batch[:5] if isinstance(i, CapturedPacket)] == [n * FRAME for n in range(5)]
+    assert isinstance(batch[5], SessionEnded) and len(batch) == 6
+    assert sub.backlog == 0 and sub.delivered == 5 and sub.get_all(timeout=0) == []
+    # A waiting consumer is woken by the first packet, not by its timeout.
+    threading.Timer(0.05, lambda: fanout.publish(packet(5), T0)).start()
+    started = datetime.now(UTC)
+    assert len(sub.get_all(timeout=5)) == 1
+    assert datetime.now(UTC) - started < timedelta(seconds=2)
+
+
 def test_a_slow_consumer_drops_whole_gops_and_never_slows_the_others(fanout: StreamFanout) -> None:
     fast = fanout.subscribe("recorder", max_packets=1000)
     slow = fanout.subscribe("analyser", max_packets=10)

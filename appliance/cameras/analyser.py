@@ -37,6 +37,11 @@ DECODER_OPTIONS: Final = {"skip_loop_filter": "all"}
 """The deblocking filter is ~20 % of decoding; motion analysis does not mind blockier frames
 (measured in ../shared/test-peers.md). Snapshots are taken from the same frames and stay fine
 for an alert thumbnail."""
+CONFIRM_MAX_BACKLOG: Final = 2
+"""Packets waiting in the analyser's queue above which the extra confirmation frames (motion's
+`confirm_fps`) are skipped: an analyser that falls behind is short of CPU, and analysing more
+frames would only make it fall further behind (at 32+ cameras on two cores). Events then take a
+little longer to confirm instead of every camera's analysis lagging by seconds."""
 TICK_S: Final = 1.0
 """How often the event tracker is told the time when no frame arrives (to end events of a
 camera that went silent)."""
@@ -147,7 +152,7 @@ class Analyser:
 
     def _frame(self, frame: av.VideoFrame, t: datetime) -> None:
         ts = t.timestamp()
-        want_motion = self.motion.wants(ts)
+        want_motion = self.motion.wants(ts, confirm=self.subscription.backlog <= CONFIRM_MAX_BACKLOG)
         want_tamper = self.tamper.wants(ts)
         if not (want_motion or want_tamper):
             return

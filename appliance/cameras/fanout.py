@@ -219,6 +219,18 @@ class Subscription:
                 self.delivered += 1
             return item
 
+    def get_all(self, timeout: float | None = None) -> list[Item]:
+        """Every waiting packet and marker, waiting up to `timeout` seconds for the first one: a
+        consumer that tolerates delay takes its packets in batches, one wake-up per batch."""
+        with self._cond:
+            if not self._pending.items and not self._closed:
+                self._cond.wait(timeout)
+            items = list(self._pending.items)
+            self._pending.items.clear()
+            self.delivered += self._pending.packets
+            self._pending.packets = 0
+            return items
+
     @property
     def backlog(self) -> int:
         return self._pending.packets

@@ -234,10 +234,11 @@ class MotionDetector:
         """A run of frames with blobs has begun and is not yet `persistence_s` long."""
         return self._run_since is not None and not self._moving
 
-    def wants(self, t: float) -> bool:
+    def wants(self, t: float, *, confirm: bool = True) -> bool:
         """Whether a frame at `t` (seconds) is due: at `settings.fps`, or at `confirm_fps` while a
-        run is being confirmed; skip the frames in between."""
-        return self._gate.due(t) or (self.confirming and self._confirm_gate.due(t))
+        run is being confirmed; skip the frames in between. `confirm=False` asks for the regular
+        frames only (a caller short of CPU: confirmation then takes `persistence_s` of them)."""
+        return self._gate.due(t) or (confirm and self.confirming and self._confirm_gate.due(t))
 
     def process(self, y_plane: Luma, uv_variance: float | None, t: float) -> MotionResult:
         """Analyse one frame: `y_plane` the luma (uint8 H×W), `uv_variance` from `chroma_variance`
