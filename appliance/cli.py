@@ -84,6 +84,17 @@ def cmd_footage_verify(args: argparse.Namespace) -> int:
     return footage_verify(_load(args.config), args.camera, args.start, args.end)
 
 
+def cmd_footage_holds(args: argparse.Namespace) -> int:
+    from appliance.storage import hold_commands
+
+    cfg = _load(args.config)
+    if args.footage_command == "hold":
+        return hold_commands.footage_hold(cfg, args.camera, args.start, args.end, args.reason)
+    if args.footage_command == "release":
+        return hold_commands.footage_release(cfg, args.hold_id)
+    return hold_commands.footage_holds(cfg, active_only=args.active)
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from appliance.alerts import commands
 
@@ -158,6 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--to", dest="end", metavar="TIME", help="footage recorded up to TIME (a bare date: its end)")
     _config_arg(verify)
     verify.set_defaults(func=cmd_footage_verify)
+    hold = footage_sub.add_parser(
+        "hold", help="keep footage from retention for an investigation (a legal hold) until it is released"
+    )
+    hold.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="TIME",
+        help="footage recorded from TIME, e.g. '2026-11-27 14:00' (store's time zone) or ISO with offset",
+    )
+    hold.add_argument("--to", dest="end", metavar="TIME", help="up to TIME (default: now; a bare date: its end)")
+    hold.add_argument("--camera", metavar="ID", help="only this camera (default: every camera)")
+    hold.add_argument("--reason", required=True, metavar="TEXT", help="why: a case or request number, who asked for it")
+    holds = footage_sub.add_parser("holds", help="list legal holds, active and released")
+    holds.add_argument("--active", action="store_true", help="only the holds not released")
+    release = footage_sub.add_parser("release", help="release a legal hold: its footage ages out as usual again")
+    release.add_argument("hold_id", type=int, metavar="ID", help="the hold's number (see `appliance footage holds`)")
+    for sp in (hold, holds, release):
+        _config_arg(sp)
+        sp.set_defaults(func=cmd_footage_holds)
 
     p = sub.add_parser("alerts", help="alerts to the owner's phone")
     alerts_sub = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")

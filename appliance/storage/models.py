@@ -283,6 +283,7 @@ from appliance.storage import (  # noqa: E402
     models_alerts,  # noqa: F401
     models_gateway,  # noqa: F401
     models_guests,  # noqa: F401
+    models_holds,  # noqa: F401
     models_promotions,  # noqa: F401
     models_webpush,  # noqa: F401
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, delete, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appliance.storage.models import (
@@ -26,6 +26,7 @@ from appliance.storage.models import (
     Segment,
     utcnow,
 )
+from appliance.storage.models_holds import LegalHold
 
 MAX_SEGMENT_SECONDS: Final = 3600.0
 """No segment is longer (the recorder cuts one that would be, keyframe or not): range queries
@@ -130,6 +131,36 @@ def _complete(row: Segment, info: SegmentInfo) -> None:
     row.status = SEGMENT_COMPLETE
 
 
+def under_active_hold(
+    camera_id: SQLColumnExpression[str] | str,
+    start: SQLColumnExpression[datetime] | datetime,
+    end: SQLColumnExpression[datetime | None] | datetime | None,
+) -> ColumnElement[bool]:
+    """Whether an active legal hold covers footage of `camera_id` from `start` to `end` (None, or a
+    NULL column: still being written). As in retention, a hold's range is closed and a segment's
+    half-open: a segment that ends where a hold starts holds none of its footage."""
+    if end is None:
+        reaches: ColumnElement[bool] = true()
+    elif isinstance(end, datetime):
+        reaches = LegalHold.start_utc < end
+    else:
+        reaches = or_(LegalHold.start_utc < end, end.is_(None))
+    return exists().where(
+        LegalHold.released_at.is_(None),
+        or_(LegalHold.camera_id.is_(None), LegalHold.camera_id == camera_id),
+        LegalHold.end_utc >= start,
+        reaches,
+    )
+
+
+async def _hold_if_covered(session: AsyncSession, row: Segment, start: datetime, end: datetime | None) -> None:
+    # Footage indexed after a hold was placed over its time (a segment being written then, or a
+    # file reconciliation finds) is held like the footage that was there; never unset here, so a
+    # hold placed while the row was loaded is not undone.
+    if not row.legal_hold and await session.scalar(select(under_active_hold(row.camera_id, start, end))):
+        row.legal_hold = True
+
+
 SegmentHook = Callable[[SegmentInfo], Awaitable[None]]
 """Called with each segment once it is complete and indexed (the evidence chain appends it)."""
 
@@ -144,6 +175,7 @@ class SegmentIndex:
         """A row for a segment whose file is being written."""
         row = new_row(new)
         async with self._sessions.begin() as session:
+            await _hold_if_covered(session, row, new.start_utc, None)
             session.add(row)
         return row
 
@@ -152,6 +184,7 @@ class SegmentIndex:
         row = new_row(info.new)
         _complete(row, info)
         async with self._sessions.begin() as session:
+            await _hold_if_covered(session, row, info.start_utc, info.end_utc)
             session.add(row)
         return row
 
@@ -166,6 +199,7 @@ class SegmentIndex:
             )
             if row is None:
                 raise UnknownSegment(f"no segment {info.key!r} being recorded in the index")
+            await _hold_if_covered(session, row, info.start_utc, info.end_utc)
             _complete(row, info)
         return row
 
