@@ -537,17 +537,22 @@ class ClipService:
         self._transcode = asyncio.Semaphore(1)
 
     async def on_event_ended(
-        self, action: EventEnded, rendition: Awaitable[ClipInfo | None] | None = None
+        self,
+        action: EventEnded,
+        rendition: Awaitable[ClipInfo | None] | None = None,
+        footage_final: asyncio.Event | None = None,
     ) -> ClipInfo | None:
         """Make the event's clip; None (and an error logged) when there is no footage for it or
         building it failed. Never raises, except when cancelled.
 
         `rendition`: the event's H.264 rendition made live (renditions.py), for an H.265 clip;
-        when it gives None or fails, the clip is transcoded instead. Without a clip it is deleted."""
+        when it gives None or fails, the clip is transcoded instead. Without a clip it is deleted.
+        `footage_final`: set once the camera records nothing more (its recorder stopped, or the
+        event is from an earlier run): the clip is made from what there is, without waiting."""
         where = {"camera": action.camera_id, "event_id": action.event_id}
         made = False
         try:
-            rows, covered = await self._wait_for_footage(action)
+            rows, covered = await self._wait_for_footage(action, footage_final)
             if covered is None:
                 log.error(
                     "no clip for event %s: no footage from %s to %s arrived within %.0f s; the camera was "
@@ -577,18 +582,22 @@ class ClipService:
             return None
         finally:
             if rendition is not None and not made:
-                await self._discard(rendition)
+                await self.discard_rendition(rendition)
 
-    async def _wait_for_footage(self, action: EventEnded) -> tuple[list[Segment], datetime | None]:
+    async def _wait_for_footage(
+        self, action: EventEnded, final: asyncio.Event | None
+    ) -> tuple[list[Segment], datetime | None]:
         """The segments of the clip's range once footage reaches `clip_to`, or when the wait is
         over; with how far the footage reaches (None: no picture in the range at all)."""
         loop = asyncio.get_running_loop()
         ahead = max(0.0, (action.clip_to - datetime.now(UTC)).total_seconds())
         deadline = loop.time() + ahead + self.wait_timeout_s
         while True:
+            # Looked at before the rows are read: rows read after it was set are the last ones.
+            last = final is not None and final.is_set()
             rows = await self.index.list_range(action.camera_id, action.clip_from, action.clip_to)
             covered = await self._covered_until(rows)
-            if (covered is not None and covered >= action.clip_to) or loop.time() >= deadline:
+            if (covered is not None and covered >= action.clip_to) or last or loop.time() >= deadline:
                 return rows, covered
             await asyncio.sleep(self.poll_s)
 
@@ -622,7 +631,7 @@ class ClipService:
         await self.events.clip_ready(action.event_id, clip)
         rendition_key = await self._rendition(action, clip, live) if clip.codec == "hevc" else None
         if clip.codec != "hevc" and live is not None:
-            await self._discard(live)
+            await self.discard_rendition(live)
         self.bus.publish(ClipReady(action.event_id, action.camera_id, clip.key, rendition_key, clip.sha256))
         log.info(
             "clip of event %s ready: %.1f s",
@@ -672,7 +681,7 @@ class ClipService:
             return None
         return key
 
-    async def _discard(self, live: Awaitable[ClipInfo | None]) -> None:
+    async def discard_rendition(self, live: Awaitable[ClipInfo | None]) -> None:
         """A live rendition nobody will record: its file goes."""
         with contextlib.suppress(Exception):
             made = await live

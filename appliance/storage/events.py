@@ -185,6 +185,14 @@ class EventStore:
         """Events with no end: after a crash, those the pipeline was tracking when it stopped."""
         return await self._list(select(Event).where(Event.end_utc.is_(None)), camera_id)
 
+    async def without_clip(self, camera_id: str, ended_from: datetime, ended_to: datetime) -> builtins.list[Event]:
+        """The camera's motion events that ended in [ended_from, ended_to) and have no clip: it was
+        never made (the appliance stopped first, or making it failed), or retention deleted it."""
+        query = select(Event).where(
+            Event.kind == "motion", Event.clip_key.is_(None), Event.end_utc >= ended_from, Event.end_utc < ended_to
+        )
+        return await self._list(query, camera_id)
+
     async def close_open(self, camera_id: str, end: datetime, reason: str) -> builtins.list[str]:
         """End the camera's open events at `end` (or at their start, if later); their clip then
         runs to `end` too. Returns the ids closed, oldest first, e.g. to build their clips."""
