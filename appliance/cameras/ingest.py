@@ -131,7 +131,8 @@ async def run_stream(
                 pump(full_url, fanout, stop)
             except Exception as exc:
                 error = exc
-            loop.call_soon_threadsafe(_settle, done, error)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, done, error)
 
         threading.Thread(target=worker, name=f"pump-{cam.id}-{fanout.stream}", daemon=True).start()
         try:
