@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Three pytest-xdist workers on the 2-core box: much of the suite waits on real-time video and
+# subprocesses. Groups (tests/xdist_groups.py) keep latency-measuring tests from overlapping.
+TEST_WORKERS ?= 3
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: demo test test-quick lint typecheck peers bench clean
 
@@ -28,10 +32,10 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy appliance
 
 test: $(STAMP) peers lint typecheck
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs $(PARALLEL)
 
 test-quick: $(STAMP) lint typecheck
-	$(PY) -m pytest -q -rs -m "not slow"
+	$(PY) -m pytest -q -rs $(PARALLEL) -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

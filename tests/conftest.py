@@ -18,6 +18,8 @@ from tests.peers.smsru_standin import SmsRuStandIn
 # `db_url` runs a test on SQLite and on the machine's real PostgreSQL (tests/pg.py);
 # `db_engine` is an engine on that database with the migrations applied.
 
+PG_SKIPPED = "PostgreSQL storage tests need the real server: "
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -27,7 +29,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     reason = pg.unavailable_reason()
     if reason is not None:
-        pytest.skip(f"PostgreSQL storage tests need the real server: {reason}")
+        pytest.skip(f"{PG_SKIPPED}{reason}")
     name = pg.create_database()
     try:
         yield pg.database_url(name)
@@ -46,9 +48,14 @@ async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    # Skip reasons are hidden without -rs; a missing database server must not go unnoticed.
-    if pg.unavailable_reason.cache_info().currsize and (reason := pg.unavailable_reason()) is not None:
-        terminalreporter.write_line(f"PostgreSQL tests were SKIPPED: {reason}", yellow=True, bold=True)
+    # Skip reasons are hidden without -rs; a missing database server must not go unnoticed. Read
+    # from the skip reports: under pytest-xdist the tests ran in the worker processes.
+    for report in terminalreporter.stats.get("skipped", []):
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if PG_SKIPPED in message:
+            reason = message.split(PG_SKIPPED, 1)[1]
+            terminalreporter.write_line(f"PostgreSQL tests were SKIPPED: {reason}", yellow=True, bold=True)
+            return
 
 
 # ------------------------------------------------------------------------- end of storage ---

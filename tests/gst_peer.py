@@ -17,10 +17,23 @@ SCRIPT = Path(__file__).parent / "peers" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_GIVEN: set[tuple[socket.SocketKind, int]] = set()
+"""Ports free_port() handed out in this process: the kernel may offer a closed one again at once."""
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A TCP (or UDP) port nobody uses now, never one given before in this process. Under
+    pytest-xdist each worker takes only ports of its own residue, so two workers never pick the
+    same one between choosing it and binding it."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    mine = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port % workers == mine and (kind, port) not in _GIVEN:
+            _GIVEN.add((kind, port))
+            return port
 
 
 def gst_available() -> str | None:

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import email
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from appliance.alerts.channels.apprise_channel import (
     create,
 )
 from appliance.alerts.settings import ChannelSettings
+from tests.gst_peer import free_port
 from tests.web_support import make_config
 
 T0 = datetime(2026, 11, 27, 20, 15, 3, tzinfo=UTC)
@@ -110,9 +110,7 @@ async def test_email_carries_the_snapshot_and_the_clip(smtp: tuple[Mailbox, int]
 
 
 async def test_email_without_a_reachable_server_is_an_outage(smtp: tuple[Mailbox, int]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
+    closed_port = free_port()
     channel = AppriseChannel(
         "mail", f"mailto://127.0.0.1:{closed_port}?from=a@shop.example&to=o@shop.example&mode=insecure"
     )

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +31,7 @@ from appliance.alerts.channels.mqtt import (
 )
 from appliance.alerts.settings import ChannelSettings
 from appliance.config import Config, parse_config
+from tests.gst_peer import free_port
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 T0 = datetime(2026, 11, 27, 20, 15, 3, tzinfo=UTC)
@@ -39,13 +39,6 @@ JPEG_1 = b"\xff\xd8\xff\xe0" + os.urandom(20_000)
 JPEG_2 = b"\xff\xd8\xff\xe0" + os.urandom(20_000)
 
 pytestmark = pytest.mark.skipif(not MOSQUITTO.exists(), reason="needs Mosquitto (apt-get install mosquitto)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -62,7 +55,7 @@ class Mosquitto:
     it is back: the test sees every message whichever of the two reconnects first."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
         self.conf.write_text(
@@ -359,7 +352,7 @@ async def test_appliance_that_dies_is_shown_offline_by_its_last_will(broker: Mos
 
 
 async def test_unreachable_broker_is_an_outage_naming_it_without_the_password(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     channel = MqttChannel("ha", f"mqtt://user:pa55word@127.0.0.1:{port}", reconnect_initial_s=0.1, reconnect_max_s=0.2)
     async with running(channel.run()):
         await asyncio.sleep(0.3)
@@ -391,7 +384,7 @@ def test_an_older_alert_does_not_put_back_an_old_retained_state() -> None:
 
 
 async def test_channel_orders_retained_state_by_alert_time(tmp_path: Path) -> None:
-    channel = _channel(tmp_path, _free_port(), publish_wait_s=0.05)
+    channel = _channel(tmp_path, free_port(), publish_wait_s=0.05)
     # Newest first, as the dispatcher sends after an outage: the older ones keep only their event JSON.
     for alert_id, at in (("3", T0 + timedelta(seconds=3)), ("1", T0), ("4", T0 + timedelta(seconds=4))):
         with pytest.raises(DeliveryError):

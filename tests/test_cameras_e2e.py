@@ -20,6 +20,7 @@ import pytest
 
 from appliance.simulator.server import SimCamera, SimulatorServer
 from tests.gst_peer import free_port, gst_camera
+from tests.xdist_groups import REALTIME
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENES = {
@@ -116,6 +117,7 @@ def verify(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.timeout(300)
 async def test_events_clips_crash_and_tamper(tmp_path: Path, simulator: SimulatorServer) -> None:
     with gst_camera() as gst:

@@ -41,6 +41,7 @@ from appliance.storage.models import SEGMENT_COMPLETE, SEGMENT_RECORDING, Eviden
 from appliance.storage.segments import SegmentIndex, SegmentInfo
 from tests.recorder_support import CLIP_FPS, CLIP_GOP, CLIP_SIZE, check_playable, encode_clip, feed_clip, wait_for
 from tests.simulator_support import TINY, cache_dir
+from tests.xdist_groups import REALTIME
 
 T0 = datetime(2026, 5, 4, 9, 0, 0, 500000, tzinfo=UTC)
 FRAME_S = 1 / CLIP_FPS
@@ -488,6 +489,7 @@ def pumping(url: str, fanout: StreamFanout) -> Iterator[None]:
 
 
 @pytest.mark.slow
+@REALTIME
 async def test_live_clip_from_the_partial_segment_is_ready_within_2_s_of_its_end(
     tmp_path: Path, sim_cache: Path
 ) -> None:

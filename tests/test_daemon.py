@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.gst_peer import free_port, gst_camera
+from tests.xdist_groups import REALTIME
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,6 +141,7 @@ def _cameras_up(console_port: int) -> int:
 
 
 @pytest.mark.slow
+@REALTIME
 async def test_sigterm_with_many_cameras_finishes_every_segment_in_time(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

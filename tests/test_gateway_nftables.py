@@ -33,6 +33,9 @@ from appliance.portal.gateways.nftables import NftablesGateway
 from appliance.portal.gateways.settings import GatewaySettings, NftablesSettings
 from tests import netns_support
 from tests.netns_support import PYTHON, Topology
+from tests.xdist_groups import NETNS
+
+pytestmark = NETNS
 
 PORTAL_PORT = 8081
 TABLE = "appliance_portal"

@@ -32,6 +32,7 @@ from appliance.storage.db import create_engine, make_sessionmaker
 from appliance.storage.guests import DeviceKey, GuestStore
 from appliance.storage.migrate import upgrade
 from appliance.storage.models_gateway import RadiusAccounting, RadiusLogin
+from tests.gst_peer import free_port
 from tests.portal_support import log_session
 
 SECRET = "test-radius-secret-7f3a9c"
@@ -42,12 +43,6 @@ GRANT = Grant("sess-0001", session_timeout_s=3600, idle_timeout_s=900, down_kbit
 DICT = load_dictionary()
 RADCLIENT = shutil.which("radclient")
 needs_radclient = pytest.mark.skipif(RADCLIENT is None, reason="radclient missing: apt-get install freeradius-utils")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -64,8 +59,8 @@ class Clock:
 def settings(**over: Any) -> RadiusSettings:
     data: dict[str, Any] = {
         "host": "127.0.0.1",
-        "auth_port": free_udp_port(),
-        "acct_port": free_udp_port(),
+        "auth_port": free_port(socket.SOCK_DGRAM),
+        "acct_port": free_port(socket.SOCK_DGRAM),
         "dialect": "wispr",
         "login_url": "http://10.1.0.1:3990/logon?username={username}&password={password}&userurl={landing}",
         "landing_url": "http://10.1.0.2:8081/welcome?from=wifi",
@@ -577,7 +572,7 @@ class StandInNas(asyncio.DatagramProtocol):
 
 @asynccontextmanager
 async def stand_in_nas(answer: int | None) -> AsyncIterator[tuple[StandInNas, int]]:
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     transport, nas = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: StandInNas(SECRET.encode(), answer), local_addr=("127.0.0.1", port)
     )

@@ -42,6 +42,7 @@ from appliance.storage.models import Event
 from appliance.supervisor import ComponentState, Supervisor
 from tests import pg
 from tests.simulator_support import TINY_FPS, TINY_GOP, cache_dir
+from tests.xdist_groups import REALTIME
 
 CAM = "cam1"
 BUSY_TIMEOUT_MS = 300
@@ -359,6 +360,7 @@ def check_clip(root: Path, row: Event | None) -> None:
 
 
 @pytest.mark.slow
+@REALTIME
 async def test_an_outage_during_an_event_delays_its_row_and_restarts_nothing(
     appliance: Callable[..., Awaitable[Appliance]], outage: Outage, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -391,6 +393,7 @@ async def test_an_outage_during_an_event_delays_its_row_and_restarts_nothing(
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_an_event_open_at_the_stop_gets_its_clip_before_the_exit(
     appliance: Callable[..., Awaitable[Appliance]],
@@ -426,6 +429,7 @@ async def test_an_event_open_at_the_stop_gets_its_clip_before_the_exit(
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_clip_whose_post_roll_outlasts_the_stop_is_cut_at_the_stop(
     appliance: Callable[..., Awaitable[Appliance]],
@@ -444,6 +448,7 @@ async def test_a_clip_whose_post_roll_outlasts_the_stop_is_cut_at_the_stop(
 
 
 @pytest.mark.slow
+@REALTIME
 async def test_a_clip_the_stop_could_not_make_is_made_at_the_next_start(
     appliance: Callable[..., Awaitable[Appliance]], outage: Outage, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -36,6 +36,9 @@ from tests import netns_support
 from tests.netns_support import PYTHON, Topology
 from tests.peers.smsru_standin import DEFAULT_API_ID
 from tests.web_support import csrf_token
+from tests.xdist_groups import NETNS
+
+pytestmark = NETNS
 
 APPLIANCE: Final = Path(sys.executable).with_name("appliance")
 PORTAL_PORT: Final = 8081

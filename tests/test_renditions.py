@@ -39,6 +39,7 @@ from appliance.supervisor import Supervisor
 from tests.gst_peer import gst_camera
 from tests.recorder_support import CLIP_FPS, CLIP_GOP, check_playable, encode_clip, wait_for
 from tests.test_clips import decode, ended, pumping, recording_box, store_event, top_level_boxes
+from tests.xdist_groups import REALTIME
 
 T0 = datetime(2026, 5, 4, 9, 0, 0, 500000, tzinfo=UTC)
 """Capture time of the clips' first frames; the renditions' clock stands there too."""
@@ -323,6 +324,7 @@ def test_renditions_are_not_made_when_not_wanted(
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("sub_path", ["sub", "sub265", None], ids=["h264-sub", "h265-sub", "no-sub"])
 async def test_an_h265_cameras_rendition_is_ready_within_2_s_of_clip_to(tmp_path: Path, sub_path: str | None) -> None:
@@ -489,6 +491,7 @@ def test_a_rendition_that_ends_within_its_first_group_of_pictures(
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.timeout(180)
 async def test_the_camera_pipeline_makes_an_h265_cameras_rendition_live(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -32,6 +32,7 @@ from appliance.storage.db import create_engine, make_sessionmaker
 from appliance.storage.events import EventStore
 from appliance.storage.models import Event
 from tests.bus_daemon import decode
+from tests.xdist_groups import REALTIME
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,6 +185,7 @@ def seconds(a: datetime, b: datetime) -> float:
 
 
 @pytest.mark.slow
+@REALTIME
 @pytest.mark.timeout(300)
 async def test_tampering_is_raised_and_cleared_and_a_dropped_camera_goes_offline(tmp_path: Path) -> None:
     sim = SimulatorServer([SimCamera(cid, scene) for cid, scene in CAMERAS.items()])
