@@ -26,6 +26,7 @@ from appliance.cameras.events import EndReason, EventAction, EventEnded, EventSe
 from appliance.cameras.fanout import StreamFanout
 from appliance.cameras.motion import MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
 from appliance.cameras.motion_settings import MotionSettings
+from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.tamper import TamperDetector
 from appliance.simulator import h264
 from appliance.simulator.encode import SUB, EncodedLoop, EncodeSettings, load_or_encode
@@ -208,7 +209,9 @@ def test_switches_and_noise_make_no_motion_at_all(
         assert events == []
 
 
-def _run_analyser(loop: EncodedLoop, raw: Path, *, behind: bool) -> tuple[Analyser, list[EventAction]]:
+def _run_analyser(
+    loop: EncodedLoop, raw: Path, *, behind: bool, pressure: RecordingPressure | None = None
+) -> tuple[Analyser, list[EventAction]]:
     """The real analyser over `loop`'s packets through a fanout: handed over one at a time (keeping
     up), or all queued before it starts (fallen behind, as on a box short of CPU)."""
     raw.write_bytes(b"".join(h264.join_annexb(list(unit.nals)) for unit in loop.units))
@@ -221,7 +224,7 @@ def _run_analyser(loop: EncodedLoop, raw: Path, *, behind: bool) -> tuple[Analys
         video = container.streams.video[0]
         fanout.begin_session(video)
         analyser = Analyser(
-            "cam1", sub, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emitted.append
+            "cam1", sub, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emitted.append, pressure
         )
         for n, packet in enumerate(p for p in container.demux(video) if p.size):
             packet.pts = packet.dts = n * (packet.duration or 1)  # a raw H.264 stream has no timestamps

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.recorder import BATCH_S, Recorder
 from appliance.storage.db import create_engine, make_sessionmaker
 from appliance.storage.footage import LocalFootageStore
@@ -215,3 +216,16 @@ async def test_index_updates_wait_for_the_database_and_keep_their_order(
     rows = await rig.index.list_range("cam1", *EVERYTHING)
     assert [r.key for r in rows] == sorted(rig.store.iter_keys()) == [i.key for i in rig.finalised]
     assert {r.status for r in rows} == {SEGMENT_COMPLETE}
+
+
+async def test_a_recorder_handed_a_backlog_raises_the_pressure_and_records_everything(
+    tmp_path: Path, sqlite_engine: AsyncEngine, clips: dict[str, Path]
+) -> None:
+    pressure = RecordingPressure()
+    rig = Rig(tmp_path / "footage", sqlite_engine, segment_seconds=3.0, pressure=pressure)
+    # The whole clip at once, as a recording thread kept from running for seconds would find it.
+    fed = feed_clip(rig.fanout, clips["h264"], T0)
+    await wait_for(lambda: pressure.raised > 0, 10, "the recorder to report it was behind")
+    await rig.settle(3)
+    await rig.stop()
+    assert sum(i.duration_s for i in rig.finalised) == pytest.approx(fed.packets / CLIP_FPS, abs=0.2)

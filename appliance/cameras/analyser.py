@@ -28,6 +28,7 @@ import numpy as np
 from appliance.cameras.events import EventAction, EventStarted, EventTracker, PeakChanged
 from appliance.cameras.fanout import CapturedPacket, SessionEnded, StreamParams, Subscription
 from appliance.cameras.motion import Luma, MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
+from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.snapshots import jpeg_snapshot, thumbnail
 from appliance.cameras.tamper import TamperDetector, TamperEvent
 
@@ -42,6 +43,11 @@ CONFIRM_MAX_BACKLOG: Final = 2
 `confirm_fps`) are skipped: an analyser that falls behind is short of CPU, and analysing more
 frames would only make it fall further behind (at 32+ cameras on two cores). Events then take a
 little longer to confirm instead of every camera's analysis lagging by seconds."""
+QUEUE_PACKETS: Final = 30
+"""The analyser's queue (2 s of a 15 fps stream). A box short of CPU drops analysis, not
+recording: when the queue is full, the fanout drops packets up to the next keyframe, so analysis
+skips ahead to the present (and saves the decoding of what it skipped) instead of lagging by the
+fanout's default 20 s, which would make every alert late and starve the recorders too."""
 TICK_S: Final = 1.0
 """How often the event tracker is told the time when no frame arrives (to end events of a
 camera that went silent)."""
@@ -82,6 +88,7 @@ class Analyser:
         tamper: TamperDetector,
         tracker: EventTracker,
         emit: Callable[[Analysis], None],
+        pressure: RecordingPressure | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.subscription = subscription
@@ -89,6 +96,9 @@ class Analyser:
         self.tamper = tamper
         self.tracker = tracker
         self.emit = emit
+        self.pressure = pressure
+        self.packets_skipped = 0
+        """Packets passed over undecoded while the recorders were behind."""
         self.frames_decoded = 0
         self.frames_analysed = 0
         self.decode_errors = 0
@@ -136,6 +146,11 @@ class Analyser:
         return ctx
 
     def _packet(self, cp: CapturedPacket) -> None:
+        if self.pressure is not None and self.pressure.active:
+            # Recording first: nothing decoded until the next keyframe after the pressure ends.
+            self.packets_skipped += 1
+            self._decoder = None
+            return
         if self._decoder is None or self._session != cp.session:
             if not cp.keyframe:
                 return  # nothing decodes before the first keyframe of a connection

@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final
@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from appliance.bus import EventBus
+from appliance.cameras.analyser import QUEUE_PACKETS as ANALYSER_QUEUE_PACKETS
 from appliance.cameras.analyser import Analyser, Analysis
 from appliance.cameras.clips import ClipInfo, ClipService
 from appliance.cameras.events import (
@@ -53,6 +54,7 @@ from appliance.cameras.messages import (
     TamperDetected,
 )
 from appliance.cameras.motion import MotionDetector, MotionHeatmap, MotionResult
+from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.reconcile import UnplayableFile, examine
 from appliance.cameras.recorder import Recorder
 from appliance.cameras.renditions import LiveRenditions, Transcoder
@@ -112,6 +114,8 @@ class PipelineDeps:
     segment_seconds: float
     min_free_bytes: int
     transcoder: Transcoder
+    pressure: RecordingPressure = field(default_factory=RecordingPressure)
+    """Shared by every camera: a recorder that falls behind makes all analysers give way."""
 
 
 class CameraPipeline:
@@ -168,6 +172,7 @@ class CameraPipeline:
             segment_seconds=self.deps.segment_seconds,
             min_free_bytes=self.deps.min_free_bytes,
             on_segment_finalised=self._segment_finalised,
+            pressure=self.deps.pressure,
         )
         self._footage_final.clear()
         try:
@@ -243,7 +248,7 @@ class CameraPipeline:
     async def _analyse(self) -> None:
         loop = asyncio.get_running_loop()
         fanout = self.sub or self.main
-        sub = fanout.subscribe("analyser")
+        sub = fanout.subscribe("analyser", ANALYSER_QUEUE_PACKETS)
         queue: asyncio.Queue[Analysis] = asyncio.Queue()
         cam = self.cam
         analyser = Analyser(
@@ -253,6 +258,7 @@ class CameraPipeline:
             TamperDetector(),
             EventTracker(cam.id, cam.events.settings(), schedule=cam.events.schedule(), tz=self.deps.timezone),
             partial(_to_loop, loop, queue),
+            self.deps.pressure,
         )
         ended: asyncio.Future[None] = loop.create_future()
         body = partial(_run_then_settle, analyser.run, loop, ended)

@@ -47,6 +47,7 @@ from av.video.stream import VideoStream
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from appliance.cameras.fanout import CapturedPacket, Item, SessionEnded, Subscription
+from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.reconcile import salvage_partial, segment_info
 from appliance.cameras.uncancelled import uncancelled
 from appliance.storage.footage import DiskFull, FootageStore, free_key
@@ -85,6 +86,9 @@ DISK_FULL_RETRY_S: Final = 10.0
 IDLE_FINISH_S: Final = 15.0
 """A segment is finished when no packet arrived for this long (a camera that stalls silently)."""
 POLL_S: Final = 1.0
+BEHIND_PACKETS: Final = 30
+"""A batch this big (2 s of a 15 fps stream, eight times the usual) means the recording thread was
+kept from running: it raises the recording pressure, so that analysis gives way (pressure.py)."""
 BATCH_S: Final = 0.25
 """The recording thread takes its packets in batches this far apart rather than one by one: with
 dozens of cameras, a thread woken for every packet costs more in thread switching (and contention
@@ -286,6 +290,7 @@ class Recorder:
         min_free_bytes: int = MIN_FREE_BYTES,
         disk_retry_s: float = DISK_FULL_RETRY_S,
         on_segment_finalised: SegmentHook | None = None,
+        pressure: RecordingPressure | None = None,
     ) -> None:
         if not 0 < segment_seconds <= MAX_SEGMENT_SECONDS:
             raise ValueError(f"segment_seconds must be in (0, {MAX_SEGMENT_SECONDS:.0f}], got {segment_seconds}")
@@ -297,6 +302,7 @@ class Recorder:
         self.min_free_bytes = min_free_bytes
         self.disk_retry_s = disk_retry_s
         self.on_segment_finalised = on_segment_finalised
+        self.pressure = pressure
         self.status = RecorderStatus()
         self._stop = threading.Event()
         self._events: asyncio.Queue[_Event] = asyncio.Queue()
@@ -404,6 +410,8 @@ class Recorder:
         try:
             while not self._stop.is_set():
                 items = self.subscription.get_all(timeout=POLL_S)
+                if self.pressure is not None and len(items) > BEHIND_PACKETS:
+                    self.pressure.recorder_behind()
                 if not items and time.monotonic() - self._last_packet > IDLE_FINISH_S:
                     self._finish()
                 self._take(items)
