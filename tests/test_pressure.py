@@ -18,7 +18,7 @@ class Clock:
         return self.now
 
 
-def test_the_pressure_holds_for_a_while_after_the_last_report() -> None:
+def test_the_pressure_holds_for_a_while_after_the_last_report(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     pressure = RecordingPressure(clock)
     assert not pressure.active
@@ -30,6 +30,9 @@ def test_the_pressure_holds_for_a_while_after_the_last_report() -> None:
     assert pressure.active and pressure.raised == 2
     clock.now += 0.2
     assert not pressure.active
+    # The owner is told once, with what to do, not at every report.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "appliance.cameras.pressure"]
+    assert len(warnings) == 1 and "fewer cameras" in warnings[0]
 
 
 def test_analysers_give_way_while_the_recorders_are_behind(

@@ -10,13 +10,18 @@ seconds; the footage is complete and can still be reviewed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Final
 
+log = logging.getLogger(__name__)
+
 HOLD_S: Final = 3.0
 """How long analysis gives way after a recorder last reported being behind: long enough for the
 recorders to catch up on what the fanout queued for them."""
+WARN_EVERY_S: Final = 300.0
+"""The warning in the log is repeated at most this often while the box stays overloaded."""
 
 
 class RecordingPressure:
@@ -26,12 +31,21 @@ class RecordingPressure:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._until = 0.0
+        self._warned = -WARN_EVERY_S
         self.raised = 0
         """How often a recorder reported being behind (for /metrics and the benchmark)."""
 
     def recorder_behind(self) -> None:
+        now = self._clock()
         self.raised += 1
-        self._until = self._clock() + HOLD_S
+        self._until = now + HOLD_S
+        if now - self._warned >= WARN_EVERY_S:
+            self._warned = now
+            log.warning(
+                "the box is short of CPU: motion detection pauses to keep every camera recording; "
+                "motion alerts may be late or missed. Record fewer cameras on this box, or lower the "
+                "cameras' sub stream resolution or frame rate"
+            )
 
     @property
     def active(self) -> bool:
