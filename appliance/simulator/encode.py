@@ -115,10 +115,14 @@ def new_encoder(settings: EncodeSettings) -> VideoCodecContext:
     codec.width, codec.height, codec.pix_fmt = p.width, p.height, "yuv420p"
     codec.time_base = Fraction(1, settings.fps)
     codec.framerate = Fraction(settings.fps)
-    codec.thread_type = "FRAME"  # FFmpeg's default, slice threads, would cut every picture into slices
+    # One thread: with x264's frame threads the rate control depends on the threads' timing, so the
+    # same scene encoded twice gave different streams (and a test of the night-noise scene passed or
+    # failed by chance). One thread encodes a 360p loop in about a second, and gives one slice per
+    # picture, as cameras send.
+    codec.thread_count = 1
     gop = settings.gop_frames
     # Not tune=zerolatency: the loop is encoded ahead of time, so lookahead costs nothing and
-    # buys a better picture per bit; and frame threads give one slice per picture, as cameras send.
+    # buys a better picture per bit.
     codec.options = {
         "preset": X264_PRESET,
         "profile": X264_PROFILE,
