@@ -197,8 +197,8 @@ class Rig:
 
     async def record(self, clip: Path, *, end_session: bool = True) -> None:
         fed = await asyncio.to_thread(feed_clip, self.fanout, clip, T0, end_session=end_session)
-        sub = self.recorder.subscription
-        await wait_for(lambda: sub.delivered == fed.packets, 20, "the recorder to take every packet")
+        status = self.recorder.status
+        await wait_for(lambda: status.packets == fed.packets, 20, "the recorder to handle every packet")
         if end_session:
             # Every segment closed, published and indexed (the hook runs after the index update).
             await wait_for(

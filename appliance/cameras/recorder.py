@@ -272,6 +272,8 @@ class RecorderStatus:
     """starting | waiting_keyframe | recording | disk_full | unsupported | stopped"""
     current_key: str | None = None
     segments: int = 0
+    packets: int = 0
+    """Packets handled: written, or passed over (waiting for a keyframe, disk full)."""
     bytes_written: int = 0
     last_error: str | None = None
 
@@ -434,6 +436,7 @@ class Recorder:
             else:
                 self._last_packet = time.monotonic()
                 self._packet(item)
+                self.status.packets += 1
 
     def _packet(self, cp: CapturedPacket) -> None:
         writer = self._writer
