@@ -229,3 +229,15 @@ async def test_a_recorder_handed_a_backlog_raises_the_pressure_and_records_every
     await rig.settle(3)
     await rig.stop()
     assert sum(i.duration_s for i in rig.finalised) == pytest.approx(fed.packets / CLIP_FPS, abs=0.2)
+
+
+async def test_a_burst_of_fresh_packets_at_connect_is_not_pressure(
+    tmp_path: Path, sqlite_engine: AsyncEngine, clips: dict[str, Path]
+) -> None:
+    """A camera sends a GOP in one burst at connect: a big batch, but captured just now."""
+    pressure = RecordingPressure()
+    rig = Rig(tmp_path / "footage", sqlite_engine, segment_seconds=3.0, pressure=pressure)
+    fed = feed_clip(rig.fanout, clips["h264"], datetime.now(UTC) - timedelta(seconds=1))
+    await rig.settle(3)
+    await rig.stop()
+    assert rig.recorder.status.packets == fed.packets and pressure.raised == 0

@@ -86,9 +86,11 @@ DISK_FULL_RETRY_S: Final = 10.0
 IDLE_FINISH_S: Final = 15.0
 """A segment is finished when no packet arrived for this long (a camera that stalls silently)."""
 POLL_S: Final = 1.0
-BEHIND_PACKETS: Final = 30
-"""A batch this big (2 s of a 15 fps stream, eight times the usual) means the recording thread was
-kept from running: it raises the recording pressure, so that analysis gives way (pressure.py)."""
+BEHIND_S: Final = 3.0
+"""A batch whose oldest packet was captured this long ago means the recording thread was kept from
+running (it takes a batch every quarter second): it raises the recording pressure, so that analysis
+gives way (pressure.py). By capture time, not batch size: the burst of a GOP a camera sends at
+connect is big but not late."""
 BATCH_S: Final = 0.25
 """The recording thread takes its packets in batches this far apart rather than one by one: with
 dozens of cameras, a thread woken for every packet costs more in thread switching (and contention
@@ -238,6 +240,12 @@ class SegmentWriter:
         return segment_info(
             self.new.camera_id, self.key, self._start_utc, salvaged.probe, salvaged.size_bytes, salvaged.sha256
         )
+
+
+def _waited(items: list[Item]) -> float:
+    """Seconds since the oldest packet of a batch was captured (0 for a batch without packets)."""
+    oldest = next((i.capture_utc for i in items if isinstance(i, CapturedPacket)), None)
+    return 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
 
 
 # What the recording thread tells the event loop, in order.
@@ -412,7 +420,7 @@ class Recorder:
         try:
             while not self._stop.is_set():
                 items = self.subscription.get_all(timeout=POLL_S)
-                if self.pressure is not None and len(items) > BEHIND_PACKETS:
+                if self.pressure is not None and _waited(items) > BEHIND_S:
                     self.pressure.recorder_behind()
                 if not items and time.monotonic() - self._last_packet > IDLE_FINISH_S:
                     self._finish()
