@@ -61,10 +61,12 @@ async def _on_database(cfg: Config, job: Job) -> str:
         await engine.dispose()
 
 
-def _run(cfg: Config, job: Job) -> int:
+def _run(cfg: Config, job: Job, usage_errors: tuple[type[Exception], ...] = (UserError,)) -> int:
+    """Run `job` on the migrated database and print what it returns; `usage_errors` are the
+    caller's mistakes (exit 2), the database's problems exit 1."""
     try:
         print(asyncio.run(_on_database(cfg, job)))
-    except UserError as exc:
+    except usage_errors as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except MigrationError as exc:

@@ -7,7 +7,6 @@ as the console writes its audit lines; the `legal_holds` table keeps the same fa
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 import os
@@ -16,17 +15,16 @@ from datetime import UTC, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from appliance.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from appliance.cli import EXIT_USAGE
 from appliance.config import Config
 from appliance.evidence.commands import _count, _local, parse_time
 from appliance.logs import setup_logging
-from appliance.storage.commands import Job, _database_problem, _fail, _on_database, _table
+from appliance.storage.commands import Job, _fail, _table
+from appliance.storage.commands import _run as run_job
 from appliance.storage.db import make_sessionmaker
 from appliance.storage.holds import HoldError, HoldReleased, HoldStore
-from appliance.storage.migrate import MigrationError
 from appliance.storage.models_holds import LegalHold
 
 audit = logging.getLogger("appliance.audit")
@@ -79,25 +77,7 @@ def _run(cfg: Config, job: Job) -> int:
     # or a test that set up logging already keeps its own.
     if not logging.getLogger().handlers:
         setup_logging(cfg.logging.level, cfg.logging.format)
-    try:
-        print(asyncio.run(_on_database(cfg, job)))
-    except HoldReleased as exc:
-        when = _local(exc.released_at, ZoneInfo(cfg.appliance.timezone))
-        _fail(
-            f"legal hold {exc.hold_id} was released already, at {when} by {exc.released_by}; "
-            "to keep that footage again, place a new hold with `appliance footage hold`"
-        )
-        return EXIT_USAGE
-    except HoldError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
-    except MigrationError as exc:
-        _fail(str(exc))
-        return EXIT_FAILURE
-    except (OSError, SQLAlchemyError) as exc:
-        _fail(_database_problem(cfg, exc))
-        return EXIT_FAILURE
-    return EXIT_OK
+    return run_job(cfg, job, usage_errors=(HoldError,))
 
 
 def _check_input(cfg: Config, camera: str | None, reason: str) -> None:
@@ -206,7 +186,13 @@ def footage_release(cfg: Config, hold_id: int) -> int:
     by = _os_user()
 
     async def job(engine: AsyncEngine) -> str:
-        released = await HoldStore(make_sessionmaker(engine)).release(hold_id, by)
+        try:
+            released = await HoldStore(make_sessionmaker(engine)).release(hold_id, by)
+        except HoldReleased as exc:
+            raise HoldError(
+                f"legal hold {exc.hold_id} was released already, at {_local(exc.released_at, zone)} by "
+                f"{exc.released_by}; to keep that footage again, place a new hold with `appliance footage hold`"
+            ) from exc
         hold = released.hold
         _audit(
             "legal hold released",
