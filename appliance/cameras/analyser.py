@@ -55,7 +55,8 @@ camera that went silent)."""
 
 @dataclass(frozen=True)
 class Analysis:
-    """What one analysed frame (or a tick without a frame) produced."""
+    """What one analysed frame (or a tick without a frame) produced: sent only when it holds an
+    action, a tamper event or motion."""
 
     t: datetime
     result: MotionResult | None
@@ -185,7 +186,9 @@ class Analyser:
             boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in result.boxes)
             since = None if result.since is None else t - timedelta(seconds=ts - result.since)
             actions = self.tracker.update(t, result.motion, result.score, boxes, since)
-        if result is None and not tamper:
+        if not (actions or tamper or (result is not None and result.motion)):
+            # The loop keeps only frames with motion (for the segments' heatmaps): handing it the
+            # still ones too would wake it five times a second per camera for nothing.
             return
         snapshot = thumb = None
         if any(isinstance(a, EventStarted | PeakChanged) for a in actions) or any(e.started for e in tamper):

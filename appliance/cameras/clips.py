@@ -35,6 +35,7 @@ from av.container import InputContainer, OutputContainer
 from av.video.stream import VideoStream
 
 from appliance.bus import EventBus
+from appliance.cameras.demux import open_for_demux
 from appliance.cameras.events import EventEnded
 from appliance.cameras.fanout import StreamParams, VideoPacket
 from appliance.cameras.messages import ClipReady
@@ -177,8 +178,7 @@ def _demux(store: FootageStore, sources: Sequence[str], starts: Sequence[datetim
     stream differs from the first (the camera's settings changed): one MP4 has one sample entry."""
     first: StreamParams | None = None
     for n, (source, start) in enumerate(zip(sources, starts, strict=True)):
-        with open_source(store, source) as f, av.open(f, "r") as container:
-            assert isinstance(container, InputContainer)
+        with open_source(store, source) as f, open_for_demux(f) as container:
             video = container.streams.video[0]
             params = StreamParams(video)
             if first is None:
@@ -366,8 +366,7 @@ def footage_end(store: FootageStore, source: str, start_utc: datetime) -> dateti
     """Blocking: the UTC time up to which a segment (or a key + ".part") holds pictures; None if
     it holds none yet. Demuxes without decoding: milliseconds for a 10 s segment."""
     try:
-        with open_source(store, source) as f, av.open(f, "r") as container:
-            assert isinstance(container, InputContainer)
+        with open_source(store, source) as f, open_for_demux(f) as container:
             video = container.streams.video[0]
             time_base = video.time_base
             assert time_base is not None

@@ -36,8 +36,8 @@ from typing import BinaryIO, Final
 
 import av
 import av.error
-from av.container import InputContainer
 
+from appliance.cameras.demux import open_for_demux
 from appliance.storage.footage import FootageStore, key_start
 from appliance.storage.models import (
     SEGMENT_CODECS,
@@ -112,8 +112,7 @@ def probe(f: BinaryIO) -> MediaProbe:
     """Codec, size and duration from the file's packets (demuxed, not decoded: milliseconds)."""
     f.seek(0)
     try:
-        with av.open(f, "r") as container:
-            assert isinstance(container, InputContainer)
+        with open_for_demux(f) as container:
             if not container.streams.video:
                 raise UnplayableFile("no video stream")
             video = container.streams.video[0]
