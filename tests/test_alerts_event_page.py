@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from appliance.cameras.clips import ClipInfo
 from appliance.cameras.events import EndReason, EventEnded, EventStarted, event_id_for
@@ -28,7 +29,7 @@ from appliance.storage.models import Event
 from tests.alerts_support import VIEWER, VIEWER_PASSWORD, alerts_config, console_with_alerts
 from tests.recorder_support import CLIP_SIZE, encode_clip
 from tests.test_clips import CHROMIUM, CHROMIUM_ARGS, PLAYS
-from tests.web_support import login
+from tests.web_support import ADMIN, ADMIN_PASSWORD, csrf_token, login
 
 Client = TestClient[Any, Any]
 T0 = datetime(2026, 11, 27, 20, 15, 3, 250000, tzinfo=UTC)
@@ -151,8 +152,29 @@ async def test_anonymous_visitors_are_sent_to_sign_in(box: Box, caplog: pytest.L
     event_id = await box.event()
     for what in ("", "/snapshot.jpg", "/clip.mp4", "/original.mp4"):
         resp = await box.client.get(f"/events/{event_id}{what}", allow_redirects=False)
-        assert resp.status == 303 and resp.headers["Location"] == "/login", what
+        location = URL(resp.headers["Location"])
+        assert resp.status == 303 and location.path == "/login", what
+        assert location.query["next"] == f"/events/{event_id}{what}"
     assert audit_lines(caplog) == []  # the handlers never ran
+
+
+async def test_an_alert_link_opened_before_sign_in_shows_its_event_after_it(box: Box) -> None:
+    event_id = await box.event()
+    tapped = await box.client.get(f"/events/{event_id}?lang=en", allow_redirects=False)
+    form = await box.client.get(tapped.headers["Location"])
+    text = await form.text()
+    assert f'name="next" value="/events/{event_id}?lang=en"' in text
+    signed_in = await box.client.post(
+        "/login",
+        data={"csrf_token": csrf_token(text), "username": ADMIN, "password": ADMIN_PASSWORD,
+              "next": f"/events/{event_id}?lang=en"},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert signed_in.status == 303 and signed_in.headers["Location"] == f"/events/{event_id}?lang=en"
+    assert "<video" in await text_of(box.client, signed_in.headers["Location"])
+    # Signed in already: the sign-in page forwards at once.
+    again = await box.client.get(f"/login?next=/events/{event_id}", allow_redirects=False)
+    assert again.status == 303 and again.headers["Location"] == f"/events/{event_id}"
 
 
 async def test_an_unknown_event_is_a_helpful_404(box: Box, caplog: pytest.LogCaptureFixture) -> None:
@@ -214,13 +236,14 @@ async def test_chromium_plays_the_clip_on_the_event_page(box: Box) -> None:
         try:
             page = await browser.new_page()
             page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
-            # The alert's link, opened while signed out: sign in, then open it again.
+            # The alert's link, opened while signed out: signing in leads to the event.
             await page.goto(f"{origin}/events/{event_id}")
-            assert page.url == f"{origin}/login"
+            assert URL(page.url).path == "/login"
             await page.fill("#username", "anna")
             await page.fill("#password", "correct horse battery")
-            await page.click("button[type=submit]")
-            await page.goto(f"{origin}/events/{event_id}")
+            async with page.expect_navigation():
+                await page.click("button[type=submit]")
+            assert page.url == f"{origin}/events/{event_id}"
             await page.evaluate("document.getElementById('clip').muted = true; document.getElementById('clip').play()")
             played = await page.evaluate(PLAYS, "clip")
             shown = await page.evaluate("document.querySelector('img').naturalWidth")

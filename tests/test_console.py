@@ -110,6 +110,33 @@ async def test_pages_need_sign_in(client: Client) -> None:
     assert resp.status == 303 and resp.headers["Location"] == "/login"
 
 
+async def test_a_failed_sign_in_keeps_where_to_go_afterwards(client: Client) -> None:
+    form = await client.get("/login?next=/events/ev-2")
+    token = csrf_token(await form.text())
+    data = {"csrf_token": token, "username": ADMIN, "next": "/events/ev-2"}
+    wrong = await client.post("/login", data={**data, "password": "wrong"}, allow_redirects=False)
+    assert wrong.status == 200 and 'name="next" value="/events/ev-2"' in await wrong.text()
+    right = await client.post("/login", data={**data, "password": ADMIN_PASSWORD}, allow_redirects=False)
+    assert right.headers["Location"] == "/events/ev-2"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "/login", "events/1",
+     "/x\r\nSet-Cookie: a=b", "/" + "a" * 3000],
+)  # fmt: skip
+async def test_sign_in_never_leads_off_the_console(client: Client, target: str) -> None:
+    form = await client.get("/login", params={"next": target})
+    assert 'name="next"' not in await form.text()
+    token = csrf_token(await form.text())
+    resp = await client.post(
+        "/login",
+        data={"csrf_token": token, "username": ADMIN, "password": ADMIN_PASSWORD, "next": target},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+
+
 async def test_login_succeeds_and_sets_a_strict_httponly_session_cookie(client: Client, cfg: Config) -> None:
     resp = await login(client)
     assert resp.status == 303 and resp.headers["Location"] == "/"

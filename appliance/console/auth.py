@@ -6,6 +6,9 @@
   no session yet); every other form by the session's own token (web/csrf.py).
 - Failed logins are limited per client address and per username; a wrong name and a wrong
   password get the same answer, so the form does not tell which accounts exist.
+- A page opened without a session (an alert's link to its event, on the owner's phone) sends to
+  the sign-in form with `next=` its path, and signing in leads back there; only paths on this
+  console are followed, so the form cannot be made to redirect to another site.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from appliance.console.keys import LOGIN_LIMIT_BY_IP, LOGIN_LIMIT_BY_USER, SESSION, SESSIONS, USERS
 from appliance.console.render import page, redirect
@@ -35,6 +40,8 @@ LOGIN_LIMIT = Limit(max_hits=5, window_s=5 * 60, lockout_s=15 * 60)
 
 # Pages anybody may open without signing in (resource names).
 PUBLIC_RESOURCES = frozenset({"login", "healthz", "metrics", "static"})
+NEXT_MAX_LENGTH = 2000
+"""Longest page address the sign-in form brings a person back to (an alert's event link is ~60)."""
 
 routes = web.RouteTableDef()
 
@@ -52,11 +59,35 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     # Unknown addresses fall through to the 404 page: a redirect would say nothing more.
     unmatched = request.match_info.http_exception is not None
     if session is None and not unmatched and _resource_name(request) not in PUBLIC_RESOURCES:
-        response = redirect(request.app.router["login"].url_for())
+        response = redirect(_login_url(request, request.rel_url.path_qs if request.method == "GET" else None))
         if session_id:
             response.del_cookie(SESSION_COOKIE, path="/")
         return response
     return await handler(request)
+
+
+def safe_next(value: str | None) -> str | None:
+    """`value` if it is a path on this console to return to after sign-in (an alert's link to an
+    event, say), else None: never another site ("//host", "https:"), never the login page."""
+    if not value or len(value) > NEXT_MAX_LENGTH or not value.startswith("/") or value.startswith("//"):
+        return None
+    if any(ch in value for ch in "\r\n\\"):
+        return None
+    url = URL(value)
+    if url.is_absolute() or url.path in ("/login", "/logout"):
+        return None
+    return value
+
+
+def _login_url(request: web.Request, after: str | None) -> URL:
+    url = request.app.router["login"].url_for()
+    after = safe_next(after)
+    return url.with_query(next=after) if after is not None and after != "/" else url
+
+
+def _after_login(request: web.Request, after: str | None) -> URL:
+    safe = safe_next(after)
+    return URL(safe) if safe is not None else request.app.router["dashboard"].url_for()
 
 
 def expected_csrf_token(request: web.Request) -> str | None:
@@ -94,6 +125,7 @@ async def _login_page(
     error_key: str | None = None,
     locked_for_s: float | None = None,
     username: str = "",
+    after: str | None = None,
 ) -> web.Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
     locked_until = None
@@ -107,6 +139,7 @@ async def _login_page(
             "error_key": error_key,
             "locked_until": locked_until,
             "username": username,
+            "next": safe_next(after),
             "no_users": await request.app[USERS].count() == 0,
         },
         status=status,
@@ -122,9 +155,10 @@ async def _login_page(
 
 @routes.get("/login", name="login")
 async def login_form(request: web.Request) -> web.Response:
+    after = request.query.get("next")
     if request[SESSION] is not None:
-        return redirect(request.app.router["dashboard"].url_for())
-    return await _login_page(request)
+        return redirect(_after_login(request, after))
+    return await _login_page(request, after=after)
 
 
 @routes.post("/login", name="login")
@@ -132,14 +166,15 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     username = _field(form, "username").strip()
     password = _field(form, "password")
+    again = partial(_login_page, request, username=username, after=_field(form, "next"))
     if not username or not password:
-        return await _login_page(request, error_key="login.empty", username=username)
+        return await again(error_key="login.empty")
 
     by_ip, by_user = request.app[LOGIN_LIMIT_BY_IP], request.app[LOGIN_LIMIT_BY_USER]
     client, user_key = _client(request), _user_key(username)
     waits = [w for w in (by_ip.retry_after(client), by_user.retry_after(user_key)) if w is not None]
     if waits:
-        return await _login_page(request, status=429, locked_for_s=max(waits), username=username)
+        return await again(status=429, locked_for_s=max(waits))
 
     user = await request.app[USERS].verify(username, password)
     if user is None:
@@ -147,15 +182,15 @@ async def login(request: web.Request) -> web.Response:
         # The name is left out: people sometimes type their password into it.
         log.warning("console login failed", extra={"client": client, "locked": bool(waits)})
         if waits:
-            return await _login_page(request, status=429, locked_for_s=max(waits), username=username)
-        return await _login_page(request, error_key="login.wrong", username=username)
+            return await again(status=429, locked_for_s=max(waits))
+        return await again(error_key="login.wrong")
 
     by_ip.reset(client)
     by_user.reset(user_key)
     sessions = request.app[SESSIONS]
     session_id, _ = sessions.create(user.id, user.username, user.role)
     log.info("console login", extra={"username": user.username, "client": client})
-    response = redirect(request.app.router["dashboard"].url_for())
+    response = redirect(_after_login(request, _field(form, "next")))
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
