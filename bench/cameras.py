@@ -11,8 +11,13 @@ same measurement window, with the same simulator:
    footage (from the segments table), and the event latency: events.created_at minus the moment
    the shopper starts entering the picture (the simulator's loop start + the scene's enters_at);
 2. the floor: one process pulling the same N sub streams with PyAV, one thread per stream,
-   decoding every frame and doing nothing else;
-3. Debian's Motion 4.5 (for `--motion-counts`, when /usr/bin/motion is or can be installed):
+   decoding every frame and doing nothing else (the issue's CPU target is against this one);
+3. the pipeline floor: one process doing the least any recorder + analyser in Python/PyAV must
+   do: per camera, a thread decoding every frame of the sub stream (as the floor) and a thread
+   copying the main stream's packets into ~10 s fragmented MP4 files cut at keyframes (no
+   re-encoding, no fanout, index, hashing, fsync or timestamp repair): how much of the daemon's
+   CPU is unavoidable, given that it must record the main stream as well;
+4. Debian's Motion 4.5 (for `--motion-counts`, when /usr/bin/motion is or can be installed):
    sub stream analysed, main stream recorded with movie_passthrough on.
 
 Dropped packets: the daemon's fanout drop counters are not exposed (its /metrics has none), so
@@ -22,7 +27,7 @@ not get out to the daemon (a reader too slow for its socket) and holes in the re
 falling behind shows as event latency.
 
 Run: .venv/bin/python bench/cameras.py [--counts 1,8,16,32,48] [--seconds 40] [--quick]
-The default run takes about 11 minutes on the 2-core appliance. `--latency` runs the daemon phase
+The default run takes about 15 minutes on the 2-core appliance. `--latency` runs the daemon phase
 alone (no floor, no Motion) for counts 1,8,16 and 60 s windows, and reports the event latency in
 detail: enough shopper entries for a p95 in about 4 minutes.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -50,7 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,7 +73,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 DAEMON_WARMUP_S = 10.0
 """Seconds between every camera being online and the measurement (the detectors settle)."""
 FLOOR_WARMUP_S = 3.0
-"""Seconds between starting the floor decoder and its measurement (RTSP connects take ~1 s)."""
+"""Seconds between starting a floor process and its measurement (RTSP connects take ~1 s)."""
+FLOOR_RTSP_OPTIONS = {"rtsp_transport": "tcp", "timeout": "5000000"}
+"""RTSP options of both floors: TCP as the daemon, and FFmpeg's socket read timeout (µs)."""
+PIPELINE_SEGMENT_S = 10.0
+"""The pipeline floor's files end at the first keyframe after this long (the recorder's default)."""
 MOTION_WARMUP_S = 8.0
 """Seconds between starting Motion and its measurement."""
 ONLINE_TIMEOUT_S = 40.0
@@ -555,60 +565,146 @@ def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> Daemon
 # ------------------------------------------------------------------------- floor ---
 
 
-def _decode_floor(urls: Sequence[str]) -> int:
-    """The floor process: decode every frame of each URL with PyAV, one thread per stream, until
-    SIGTERM; then print the frames decoded per stream as JSON."""
-    import av
+FloorJob = tuple[str, Callable[[threading.Event], None]]
+"""A stream's URL, and what a floor process does with it until the event is set."""
 
+
+def _floor_process(jobs: Sequence[FloorJob], report: Callable[[], dict[str, Any]]) -> NoReturn:
+    """Both floor processes: each job in a thread of its own until SIGTERM, then `report()` and the
+    jobs' errors printed as one line of JSON."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    counts = [0] * len(urls)
     errors: list[str] = []
 
-    def decode(i: int, url: str) -> None:
+    def run(url: str, job: Callable[[threading.Event], None]) -> None:
         try:
-            with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"}) as container:
-                stream = container.streams.video[0]
-                stream.codec_context.thread_count = 1  # one thread per stream, as the analyser
-                for packet in container.demux(stream):
-                    for _ in packet.decode():
-                        counts[i] += 1
-                    if stop.is_set():
-                        return
+            job(stop)
         except Exception as exc:
             errors.append(f"{url}: {exc}")
 
-    threads = [threading.Thread(target=decode, args=(i, u), daemon=True) for i, u in enumerate(urls)]
-    for t in threads:
-        t.start()
+    for url, job in jobs:
+        threading.Thread(target=run, args=(url, job), daemon=True).start()
     while not stop.wait(0.2):
         pass
-    print(json.dumps({"frames": counts, "errors": errors}), flush=True)
+    print(json.dumps({**report(), "errors": errors}), flush=True)
     os._exit(0)  # closing RTSP sessions from blocked demux threads can take a read timeout
+
+
+def _decode_stream(url: str, frames: list[int], i: int, stop: threading.Event) -> None:
+    """Decode every frame of `url`, counted in frames[i]."""
+    import av
+
+    with av.open(url, options=FLOOR_RTSP_OPTIONS) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # one thread per stream, as the analyser
+        for packet in container.demux(stream):
+            for _ in packet.decode():
+                frames[i] += 1
+            if stop.is_set():
+                return
+
+
+def _remux_stream(url: str, out_dir: Path, packets: list[int], i: int, stop: threading.Event) -> None:
+    """Copy the packets of `url` into fragmented MP4 files in `out_dir`, counted in packets[i]."""
+    import av
+    from av.container import OutputContainer
+
+    with av.open(url, options=FLOOR_RTSP_OPTIONS) as container:
+        stream = container.streams.video[0]
+        out: OutputContainer | None = None
+        files = base = 0
+        for packet in container.demux(stream):
+            if stop.is_set():
+                return
+            if packet.pts is None:
+                continue  # the demuxer's empty packet at the end of the stream
+            dts = packet.dts if packet.dts is not None else packet.pts
+            if packet.is_keyframe and (out is None or (packet.pts - base) * packet.time_base >= PIPELINE_SEGMENT_S):
+                if out is not None:
+                    out.close()
+                files += 1
+                # The recorder's movflags; the simulator's 1 s GOPs make its 1 s fragments too.
+                out = av.open(
+                    str(out_dir / f"{i}-{files}.mp4"), "w", format="mp4",
+                    options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+                )  # fmt: skip
+                copy = out.add_stream_from_template(stream)
+                base = dts
+            if out is None:
+                continue  # a file starts at a keyframe
+            packet.dts, packet.pts = dts - base, packet.pts - base
+            packet.stream = copy
+            out.mux(packet)
+            packets[i] += 1
+
+
+def _decode_floor(urls: Sequence[str]) -> NoReturn:
+    """The floor process: decode every frame of each URL with PyAV, one thread per stream, until
+    SIGTERM; then print the frames decoded per stream as JSON."""
+    frames = [0] * len(urls)
+    jobs = [(url, functools.partial(_decode_stream, url, frames, i)) for i, url in enumerate(urls)]
+    _floor_process(jobs, lambda: {"frames": frames})
+
+
+def _pipeline_floor(pairs: Sequence[tuple[str, str]], out_dir: Path) -> NoReturn:
+    """The pipeline floor process: per (main, sub) URL pair, one thread decoding every frame of the
+    sub stream as the floor does and one remuxing the main stream into files of about
+    PIPELINE_SEGMENT_S in `out_dir`, until SIGTERM; then print the frames decoded per sub stream
+    and the packets written per main stream as JSON."""
+    frames = [0] * len(pairs)
+    packets = [0] * len(pairs)
+    jobs: list[FloorJob] = []
+    for i, (main, sub) in enumerate(pairs):
+        jobs.append((sub, functools.partial(_decode_stream, sub, frames, i)))
+        jobs.append((main, functools.partial(_remux_stream, main, out_dir, packets, i)))
+    _floor_process(jobs, lambda: {"frames": frames, "packets": packets})
 
 
 @dataclass
 class FloorResult:
     usage: Usage
     fps_per_stream: float
+    """Frames decoded per sub stream per second (connect included)."""
+    pps_per_stream: float | None
+    """Packets written per main stream per second (connect included); None for the decode floor."""
     notes: list[str]
 
 
-def run_floor(sim: Simulator, seconds: float) -> FloorResult:
+def _measure_floor(mode: Sequence[str], seconds: float, what: str) -> FloorResult:
+    """Start this script in a floor `mode` and measure it like the daemon, after FLOOR_WARMUP_S."""
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--decode-floor", *(c.sub for c in sim.cameras)],
+        [sys.executable, str(Path(__file__).resolve()), *mode],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     time.sleep(FLOOR_WARMUP_S)
     assert proc.stdout is not None
     started = time.monotonic()
-    usage = measure({"floor": (proc.pid, None)}, seconds)["floor"]
+    usage = measure({what: (proc.pid, None)}, seconds)[what]
     proc.send_signal(signal.SIGTERM)
-    report = json.loads(proc.stdout.readline() or '{"frames": [], "errors": ["no report"]}')
+    report = json.loads(proc.stdout.readline() or '{"errors": ["no report"]}')
     lifetime = time.monotonic() - started + FLOOR_WARMUP_S
     proc.wait(timeout=STOP_TIMEOUT_S)
-    frames = report["frames"]
-    return FloorResult(usage, sum(frames) / max(1, len(frames)) / lifetime, [f"floor: {e}" for e in report["errors"]])
+
+    def per_stream(counts: list[int]) -> float:
+        return sum(counts) / max(1, len(counts)) / lifetime
+
+    packets = report.get("packets")
+    return FloorResult(
+        usage,
+        per_stream(report.get("frames", [])),
+        None if packets is None else per_stream(packets),
+        [f"{what}: {e}" for e in report["errors"]],
+    )
+
+
+def run_floor(sim: Simulator, seconds: float) -> FloorResult:
+    return _measure_floor(["--decode-floor", *(c.sub for c in sim.cameras)], seconds, "floor")
+
+
+def run_pipeline_floor(sim: Simulator, seconds: float) -> FloorResult:
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-floor-") as out_dir:
+        urls = [url for c in sim.cameras for url in (c.main, c.sub)]
+        return _measure_floor(["--pipeline-floor", *urls, "--pipeline-dir", out_dir], seconds, "pipeline floor")
 
 
 # ------------------------------------------------------------------------ Motion ---
@@ -720,6 +816,7 @@ class Row:
     cameras: int
     daemon: DaemonResult
     floor: FloorResult
+    pipeline: FloorResult
     motion: MotionResult | None
     motion_skipped: str | None
 
@@ -730,6 +827,10 @@ class Row:
     @property
     def floor_ratio(self) -> float:
         return self.daemon.daemon.cpu_percent / max(self.floor.usage.cpu_percent, 0.01)
+
+    @property
+    def pipeline_ratio(self) -> float:
+        return self.daemon.daemon.cpu_percent / max(self.pipeline.usage.cpu_percent, 0.01)
 
 
 def _fmt(value: float | None, spec: str, width: int) -> str:
@@ -742,7 +843,7 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
           f"{seconds:g} s windows, {CORES} CPUs")  # fmt: skip
     header = (
         f"{'cams':>4} {'daemon%':>7} {'of2core':>7} {'sim%':>5} {'RSS MB':>6} {'/cam':>5} {'dropped':>7} "
-        f"{'events':>6} {'missed':>6} {'p50 s':>5} {'p95 s':>5} {'floor%':>6} {'/floor':>6} "
+        f"{'events':>6} {'missed':>6} {'p50 s':>5} {'p95 s':>5} {'floor%':>6} {'/floor':>6} {'pipe%':>6} {'/pipe':>5} "
         f"{'Motion%':>7} {'/Motion':>7}"
     )
     print(header)
@@ -757,19 +858,23 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
             f"{r.dropped:>7} {len(lat):>6} {d.latency.missed:>6} "
             f"{_fmt(percentile(lat, 50) if lat else None, '.2f', 5)} "
             f"{_fmt(percentile(lat, 95) if lat else None, '.2f', 5)} "
-            f"{r.floor.usage.cpu_percent:>6.1f} {r.floor_ratio:>6.2f} {_fmt(motion, '.1f', 7)} "
+            f"{r.floor.usage.cpu_percent:>6.1f} {r.floor_ratio:>6.2f} "
+            f"{r.pipeline.usage.cpu_percent:>6.1f} {r.pipeline_ratio:>5.2f} {_fmt(motion, '.1f', 7)} "
             f"{_fmt(d.daemon.cpu_percent / motion if motion else None, '.2f', 7)}"
         )
-    print("daemon%, sim%, floor%, Motion%: CPU of that process in % of one core; of2core: daemon% / "
+    print("daemon%, sim%, floor%, pipe%, Motion%: CPU of that process in % of one core; of2core: daemon% / "
           f"{CORES}; RSS: peak VmRSS of the daemon; dropped: frames the simulator could not send to the daemon "
           "+ holes in the recorded footage; events: shopper entries with a motion event (latency = "
-          "events.created_at - entry); /floor, /Motion: daemon CPU / theirs.")  # fmt: skip
+          "events.created_at - entry); floor: decoding the sub streams alone; pipe (pipeline floor): the floor "
+          "plus copying each main stream into ~10 s fragmented MP4 files, the least any recorder + analyser "
+          "in Python/PyAV does; /floor, /pipe, /Motion: daemon CPU / theirs.")  # fmt: skip
 
     print()
     print("per camera and details:")
-    print(f"{'cams':>4} {'daemon':>7} {'floor':>7} {'Motion':>7} {'sim':>6} {'+RSS/cam':>8} {'short':>6} "
-          f"{'simdrop':>7} {'holes':>5} {'miss s':>6} {'detect':>6} {'unmatch':>7} {'online s':>8} {'min fps':>7} "
-          f"{'floor fps':>9} {'movies':>6} {'loop%':>5}")  # fmt: skip
+    print(f"{'cams':>4} {'daemon':>7} {'floor':>7} {'pipe':>7} {'Motion':>7} {'sim':>6} {'+RSS/cam':>8} "
+          f"{'short':>6} {'simdrop':>7} {'holes':>5} {'miss s':>6} {'detect':>6} {'unmatch':>7} {'online s':>8} "
+          f"{'min fps':>7} {'floor fps':>9} {'pipe fps':>8} {'pipe pps':>8} {'movies':>6} "
+          f"{'loop%':>5}")  # fmt: skip
     base = rows[0] if rows else None
     for r in rows:
         d = r.daemon
@@ -779,22 +884,25 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
             marginal = (d.daemon.peak_rss_mb - base.daemon.daemon.peak_rss_mb) / (r.cameras - base.cameras)
         print(
             f"{r.cameras:>4} {d.daemon.cpu_percent / r.cameras:>7.2f} {r.floor.usage.cpu_percent / r.cameras:>7.2f} "
-            f"{_fmt(motion, '.2f', 7)} {d.simulator.cpu_percent / r.cameras:>6.2f} {_fmt(marginal, '.1f', 8)} "
+            f"{r.pipeline.usage.cpu_percent / r.cameras:>7.2f} {_fmt(motion, '.2f', 7)} "
+            f"{d.simulator.cpu_percent / r.cameras:>6.2f} {_fmt(marginal, '.1f', 8)} "
             f"{d.delivery.frames_short:>6} {d.delivery.frames_dropped:>7} {d.recording.holes:>5} "
             f"{d.recording.missing_s:>6.1f} "
             f"{_fmt(percentile(d.latency.detect, 50) if d.latency.detect else None, '.2f', 6)} "
             f"{d.latency.unmatched:>7} {d.online_s:>8.1f} {d.min_fps:>7.1f} {r.floor.fps_per_stream:>9.1f} "
+            f"{r.pipeline.fps_per_stream:>8.1f} {_fmt(r.pipeline.pps_per_stream, '.1f', 8)} "
             f"{_fmt(r.motion.movies if r.motion else None, 'd', 6)} {d.loop.cpu_percent:>5.1f}"
         )
-    print("daemon, floor, Motion, sim: CPU per camera in % of one core; +RSS/cam: daemon RSS added per camera "
-          "beyond the smallest N; short: frames the simulator did not send to the daemon in the window "
+    print("daemon, floor, pipe, Motion, sim: CPU per camera in % of one core; +RSS/cam: daemon RSS added per "
+          "camera beyond the smallest N; short: frames the simulator did not send to the daemon in the window "
           "(15 fps x window - sent, per stream); simdrop: the simulator's own drop count; holes / miss s: gaps "
           "in the recorded main stream (segments table) and their total seconds; detect: p50 of "
           "events.start_utc - entry (the figure becoming visible and persistent); unmatch: motion events of no "
           "entry; online s: daemon start until /metrics shows every camera up; min fps: lowest per-camera fps "
           "in /metrics at the window's end; floor fps: frames decoded per stream per second by the floor "
-          "(connect included); movies: files Motion wrote; loop%: the daemon's event-loop thread alone, % of one "
-          "core (all cameras).")  # fmt: skip
+          "(connect included); pipe fps, pipe pps: frames decoded per sub stream and packets written per main "
+          "stream per second by the pipeline floor (connect included); movies: files Motion wrote; loop%: the "
+          "daemon's event-loop thread alone, % of one core (all cameras).")  # fmt: skip
 
     print()
     print("targets:")
@@ -821,8 +929,10 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
         ]
         text = "; ".join(f"{'PASS' if good else 'MISS'} {what}" for good, what in checks)
         print(f"  N={r.cameras:<3} {text}")
+        print(f"  N={r.cameras:<3} CPU/pipeline floor {r.pipeline_ratio:.2f} "
+              "(no target: the least a recorder+analyser does)")  # fmt: skip
 
-    notes = [(r.cameras, n) for r in rows for n in (*r.daemon.notes, *r.floor.notes)]
+    notes = [(r.cameras, n) for r in rows for n in (*r.daemon.notes, *r.floor.notes, *r.pipeline.notes)]
     notes += [(r.cameras, n) for r in rows if r.motion for n in r.motion.notes]
     notes += [(r.cameras, f"Motion skipped: {r.motion_skipped}") for r in rows if r.motion_skipped]
     notes += [(r.cameras, f"events of other kinds: {r.daemon.latency.other}") for r in rows if r.daemon.latency.other]
@@ -909,6 +1019,8 @@ def run_count(n: int, args: argparse.Namespace, motion_ok: str | None, say: Call
         daemon = run_daemon(sim, args.scene, args.seconds, work)
         say(f"N={n}: floor ...")
         floor = run_floor(sim, args.seconds)
+        say(f"N={n}: pipeline floor ...")
+        pipeline = run_pipeline_floor(sim, args.seconds)
         motion = None
         skipped = motion_ok
         if n in args.motion_counts and motion_ok is None:
@@ -921,7 +1033,7 @@ def run_count(n: int, args: argparse.Namespace, motion_ok: str | None, say: Call
         elif n not in args.motion_counts:
             skipped = None
     daemon.notes += notes
-    return Row(n, daemon, floor, motion, skipped)
+    return Row(n, daemon, floor, pipeline, motion, skipped)
 
 
 def main() -> int:
@@ -936,11 +1048,18 @@ def main() -> int:
     parser.add_argument("--motion-counts", default="1,8", help="counts for which Motion runs too ('' for none)")
     parser.add_argument("--serve-simulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--decode-floor", nargs="+", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline-floor", nargs="+", metavar="URL_MAIN URL_SUB", help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_simulator:
         return asyncio.run(_serve_simulator(int(args.counts), args.scene))
     if args.decode_floor:
         return _decode_floor(args.decode_floor)
+    if args.pipeline_floor:
+        if len(args.pipeline_floor) % 2 or args.pipeline_dir is None:
+            parser.error("--pipeline-floor takes URL_MAIN URL_SUB pairs and needs --pipeline-dir")
+        urls = args.pipeline_floor
+        return _pipeline_floor(list(zip(urls[::2], urls[1::2], strict=True)), args.pipeline_dir)
     if args.quick:
         args.counts, args.seconds = "1,8", 20.0
     elif args.latency and args.counts == parser.get_default("counts"):
