@@ -11,7 +11,11 @@ as motion for 20 s and more, so that the night scene's two passes became one eve
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +25,17 @@ import numpy as np
 import pytest
 from av.container import InputContainer
 
-from appliance.cameras.analyser import DECODER_OPTIONS, Analyser, Analysis, _planes
+from appliance.cameras.analyser import (
+    CONFIRM_MAX_LAG_S,
+    DECODER_OPTIONS,
+    INLINE_MAX_LAG_S,
+    TICK_S,
+    Analyser,
+    Analysis,
+    _planes,
+)
 from appliance.cameras.events import EndReason, EventAction, EventEnded, EventSettings, EventStarted, EventTracker
-from appliance.cameras.fanout import StreamFanout
+from appliance.cameras.fanout import CapturedPacket, StreamFanout
 from appliance.cameras.motion import MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
 from appliance.cameras.motion_settings import MotionSettings
 from appliance.cameras.pressure import RecordingPressure
@@ -209,31 +221,169 @@ def test_switches_and_noise_make_no_motion_at_all(
         assert events == []
 
 
+def _publish(loop: EncodedLoop, raw: Path, fanout: StreamFanout, start: datetime) -> Iterator[None]:
+    """Publish `loop`'s packets into `fanout`, arriving 1/fps apart from `start`; yields after each."""
+    raw.write_bytes(b"".join(h264.join_annexb(list(unit.nals)) for unit in loop.units))
+    fps = loop.settings.fps
+    with av.open(str(raw), format="h264", options={"framerate": str(fps)}) as container:
+        assert isinstance(container, InputContainer)
+        video = container.streams.video[0]
+        fanout.begin_session(video)
+        for n, packet in enumerate(p for p in container.demux(video) if p.size):
+            packet.pts = packet.dts = n * (packet.duration or 1)  # a raw H.264 stream has no timestamps
+            fanout.publish(packet, start + timedelta(seconds=n / fps))
+            yield
+
+
 def _run_analyser(
     loop: EncodedLoop, raw: Path, *, behind: bool, pressure: RecordingPressure | None = None
 ) -> tuple[Analyser, list[EventAction]]:
     """The real analyser over `loop`'s packets through a fanout: handed over one at a time (keeping
     up), or all queued before it starts (fallen behind, as on a box short of CPU)."""
-    raw.write_bytes(b"".join(h264.join_annexb(list(unit.nals)) for unit in loop.units))
-    fps = loop.settings.fps
     fanout = StreamFanout("cam1", "sub")
     sub = fanout.subscribe("analyser", len(loop.units) + 1)
     emitted: list[Analysis] = []
-    with av.open(str(raw), format="h264", options={"framerate": str(fps)}) as container:
-        assert isinstance(container, InputContainer)
-        video = container.streams.video[0]
-        fanout.begin_session(video)
-        analyser = Analyser(
-            "cam1", sub, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emitted.append, pressure
-        )
-        for n, packet in enumerate(p for p in container.demux(video) if p.size):
-            packet.pts = packet.dts = n * (packet.duration or 1)  # a raw H.264 stream has no timestamps
-            fanout.publish(packet, EPOCH + timedelta(seconds=n / fps))
-            while not behind and (item := sub.get(timeout=0)) is not None:
-                analyser._packet(item)  # type: ignore[arg-type]
+    analyser = Analyser(
+        "cam1", sub, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emitted.append, pressure
+    )
+    for _ in _publish(loop, raw, fanout, EPOCH):
+        while not behind and (item := sub.get(timeout=0)) is not None:
+            analyser._packet(item)  # type: ignore[arg-type]
     while (item := sub.get(timeout=0)) is not None:
         analyser._packet(item)  # type: ignore[arg-type]
     return analyser, [a for e in emitted for a in e.actions]
+
+
+def _inline_analyser(emit: Callable[[Analysis], None]) -> tuple[Analyser, StreamFanout]:
+    fanout = StreamFanout("cam1", "sub")
+    analyser = Analyser("cam1", None, MotionDetector(), TamperDetector(), EventTracker("cam1", EVENTS), emit)
+    fanout.attach(analyser.offer)
+    return analyser, fanout
+
+
+def test_inline_analysis_in_the_demux_thread_finds_what_the_analysers_thread_finds(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    loop = _encoded("store_day_person", tmp_path_factory)
+    threaded, found = _run_analyser(loop, tmp_path / "a.h264", behind=False)
+    emitted: list[Analysis] = []
+    inline, fanout = _inline_analyser(emitted.append)
+    # Arriving as from a live camera: packets of now, not of a recording.
+    for _ in _publish(loop, tmp_path / "b.h264", fanout, datetime.now(UTC)):
+        pass
+    assert inline.frames_decoded == threaded.frames_decoded == len(loop.units)
+    assert inline.frames_analysed == threaded.frames_analysed  # the confirmation frames included
+    assert inline.packets_skipped == 0
+    started = [a.start - EPOCH for a in found if isinstance(a, EventStarted)]
+    inline_started = [a.start for e in emitted for a in e.actions if isinstance(a, EventStarted)]
+    assert started and len(inline_started) == len(started)
+    first = inline_started[0]
+    assert [t - first for t in inline_started] == [t - started[0] for t in started]
+
+
+def _packet_aged(params: CapturedPacket, age_s: float, *, keyframe: bool = False) -> CapturedPacket:
+    return dataclasses.replace(params, capture_utc=datetime.now(UTC) - timedelta(seconds=age_s), keyframe=keyframe)
+
+
+def _key_and_p_frame(loop: EncodedLoop, raw: Path) -> tuple[CapturedPacket, CapturedPacket]:
+    seen: list[CapturedPacket] = []
+    fanout = StreamFanout("cam1", "sub")
+    fanout.attach(lambda item: seen.append(item) if isinstance(item, CapturedPacket) else None)
+    for _ in _publish(loop, raw, fanout, datetime.now(UTC)):
+        pass
+    key = next(p for p in seen if p.keyframe)
+    return key, next(p for p in seen if not p.keyframe and p.pts > key.pts)
+
+
+def test_inline_analysis_that_falls_behind_skips_to_the_next_keyframe(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    key, p_frame = _key_and_p_frame(_encoded("store_day_person", tmp_path_factory), tmp_path / "a.h264")
+    analyser, _ = _inline_analyser(lambda a: None)
+    analyser.offer(_packet_aged(key, 0.05, keyframe=True))
+    # A backlog: each packet read is half a second older than the one before.
+    ages = [0.05 + 0.5 * n for n in range(1, 12)]
+    for age in ages:
+        analyser.offer(_packet_aged(p_frame, age))
+    decoded_while_behind = sum(1 for age in ages if age - 0.05 <= INLINE_MAX_LAG_S)
+    assert analyser.frames_decoded == 1 + decoded_while_behind
+    assert analyser.packets_skipped == len(ages) - decoded_while_behind
+    analyser.offer(_packet_aged(p_frame, 0.05))  # caught up, but a P-frame cannot be decoded alone
+    assert analyser.frames_decoded == 1 + decoded_while_behind
+    analyser.offer(_packet_aged(key, 0.05, keyframe=True))
+    assert analyser.frames_decoded == 2 + decoded_while_behind
+
+
+def test_a_camera_clock_running_slow_is_not_taken_for_a_backlog(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    key, p_frame = _key_and_p_frame(_encoded("store_day_person", tmp_path_factory), tmp_path / "a.h264")
+    analyser, _ = _inline_analyser(lambda a: None)
+    # A clock 1 % slow makes each packet look 10 ms a second later than the last (the capture
+    # clock re-anchors only at 2 s); a backlog grows by tenths of a second per second.
+    now = time.monotonic()
+    analyser._measure_lag(_packet_aged(key, 0.05), now)
+    for second in range(1, 400):
+        analyser._measure_lag(_packet_aged(p_frame, 0.05 + 0.01 * second), now + second)
+        assert analyser._lag_s <= CONFIRM_MAX_LAG_S
+    for tenth in range(1, 60):
+        analyser._measure_lag(_packet_aged(p_frame, 4.0 + 0.03 * tenth), now + 400 + 0.1 * tenth)
+    assert analyser._lag_s > CONFIRM_MAX_LAG_S
+
+
+def test_a_failure_of_inline_analysis_leaves_the_stream_running_and_is_raised_by_the_tick_thread(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    loop = _encoded("store_day_person", tmp_path_factory)
+
+    def emit(a: Analysis) -> None:
+        raise RuntimeError("the event loop is closed")
+
+    analyser, fanout = _inline_analyser(emit)
+    other = fanout.subscribe("recorder", len(loop.units) + 1)
+    for _ in _publish(loop, tmp_path / "a.h264", fanout, datetime.now(UTC)):
+        pass
+    assert other.backlog == len(loop.units)  # the demux thread went on publishing
+    failed: list[BaseException] = []
+
+    def ticks() -> None:
+        try:
+            analyser.run_ticks()
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=ticks)
+    thread.start()
+    thread.join(timeout=2 * TICK_S + 1)
+    assert not thread.is_alive()
+    assert [str(e) for e in failed] == ["the event loop is closed"]
+
+
+def test_inline_analysis_ends_the_event_of_a_camera_that_went_silent(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    loop = _encoded("store_day_person", tmp_path_factory)
+    entry = SCENES["store_day_person"].figures[0].enters_at
+    emitted: list[Analysis] = []
+    analyser, fanout = _inline_analyser(emitted.append)
+    start = datetime.now(UTC) - timedelta(seconds=entry + 1.5)
+    publishing = _publish(loop, tmp_path / "a.h264", fanout, start)
+    # Up to a second and a half after the figure entered, as if the camera then lost power.
+    for n, _ in enumerate(publishing):
+        if n >= (entry + 1.5) * loop.settings.fps:
+            break
+    publishing.close()
+    assert any(isinstance(a, EventStarted) for e in emitted for a in e.actions)
+    thread = threading.Thread(target=analyser.run_ticks)
+    thread.start()
+    try:
+        deadline = time.monotonic() + EVENTS.post_roll_s + EVENTS.merge_gap_s + 3 * TICK_S
+        while not any(isinstance(a, EventEnded) for e in emitted for a in e.actions):
+            assert time.monotonic() < deadline, "the event did not end"
+            time.sleep(0.1)
+    finally:
+        analyser.stop()
+        thread.join(timeout=2 * TICK_S)
 
 
 def test_an_analyser_that_fell_behind_skips_the_confirmation_frames_but_still_finds_the_entries(

@@ -10,12 +10,24 @@ one `Analysis` through `emit`.
 
 Frames are stamped with their wall-clock capture time from the fanout, so event times line up
 with the recorded segments of the main stream.
+
+Two ways to drive it:
+
+* `run`, a thread of its own fed by a fanout subscription: for a camera analysed on its main
+  stream, whose demux thread must never wait for decoding (the recorder depends on it).
+* inline (`offer` from the fanout's demux thread, `run_ticks` in a thread that only keeps time):
+  for a sub stream, which nothing else needs promptly. Handing every packet from one thread to
+  another cost ~0.15 % of a core per camera (a wake-up and a cold cache per packet, measured
+  at 8 cameras), a sixth of what decoding the stream costs. Falling behind then shows as the age
+  of the packets, not as a queue: past `INLINE_MAX_LAG_S` decoding skips to the next keyframe,
+  so the demux thread catches up with the camera instead of its socket filling up.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +38,7 @@ import cv2
 import numpy as np
 
 from appliance.cameras.events import EventAction, EventStarted, EventTracker, PeakChanged
-from appliance.cameras.fanout import CapturedPacket, SessionEnded, StreamParams, Subscription
+from appliance.cameras.fanout import CapturedPacket, Item, SessionEnded, StreamParams, Subscription
 from appliance.cameras.motion import Luma, MotionDetector, MotionResult, analysis_size, chroma_variance, shrink
 from appliance.cameras.pressure import RecordingPressure
 from appliance.cameras.snapshots import jpeg_snapshot, thumbnail
@@ -48,6 +60,17 @@ QUEUE_PACKETS: Final = 30
 recording: when the queue is full, the fanout drops packets up to the next keyframe, so analysis
 skips ahead to the present (and saves the decoding of what it skipped) instead of lagging by the
 fanout's default 20 s, which would make every alert late and starve the recorders too."""
+CONFIRM_MAX_LAG_S: Final = 0.2
+"""Inline, the age of a packet above which the extra confirmation frames are skipped (the
+counterpart of `CONFIRM_MAX_BACKLOG`: three packets of a 15 fps stream)."""
+INLINE_MAX_LAG_S: Final = 2.0
+"""Inline, the age of a packet above which decoding skips to the next keyframe (the counterpart
+of `QUEUE_PACKETS`)."""
+LAG_FLOOR_RISE: Final = 0.05
+"""Seconds per second by which the lag's zero may rise. A packet's age is measured against the
+capture clock (fanout.py), which a camera's slow clock also makes look late, by a few ms an hour:
+ages are counted from the least age seen lately, a floor that follows such drift but not a backlog
+(falling behind on a short CPU grows the age by tenths of a second per second)."""
 TICK_S: Final = 1.0
 """How often the event tracker is told the time when no frame arrives (to end events of a
 camera that went silent)."""
@@ -84,7 +107,7 @@ class Analyser:
     def __init__(
         self,
         camera_id: str,
-        subscription: Subscription,
+        subscription: Subscription | None,
         motion: MotionDetector,
         tamper: TamperDetector,
         tracker: EventTracker,
@@ -107,29 +130,96 @@ class Analyser:
         self._decoder: av.VideoCodecContext | None = None
         self._session: int | None = None
         self._width = motion.settings.width
+        self._lag_s = 0.0
+        """Inline: how much older than lately the packet being analysed is."""
+        self._lag_floor = float("inf")
+        self._lag_at = time.monotonic()
+        self._lag_session: int | None = None
+        self._inline = threading.Lock()
+        self._last_input = time.monotonic()
+        self._failure: BaseException | None = None
 
     def stop(self) -> None:
         self._stop.set()
-        self.subscription.wake()
+        if self.subscription is not None:
+            self.subscription.wake()
 
     def run(self) -> None:
-        """The thread's body: until `stop()`."""
-        # Each camera already has a thread of its own; OpenCV's worker pool on top of that only
-        # spins (sched_yield) waiting for work on frames this small (measured: 10,000 yields/s
-        # with 8 cameras).
-        cv2.setNumThreads(1)
+        """The thread's body when fed by `subscription`: until `stop()`."""
+        if self.subscription is None:
+            raise RuntimeError("run() needs a subscription; inline analysis runs run_ticks()")
+        _one_opencv_thread()
         while not self._stop.is_set():
             item = self.subscription.get(timeout=TICK_S)
             if item is None:
                 self._tick()
-            elif isinstance(item, SessionEnded):
-                self._decoder = None
-                self._tick()
             else:
-                self._packet(item)
+                self._item(item)
+        self._close()
+
+    def offer(self, item: Item) -> None:
+        """Inline: analyse a packet now, in the calling (demux) thread. Never raises: a failure
+        stops the analysis and `run_ticks` raises it, so the camera's stream goes on."""
+        with self._inline:
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            self._last_input = now
+            try:
+                if isinstance(item, CapturedPacket):
+                    self._measure_lag(item, now)
+                    if self._lag_s > INLINE_MAX_LAG_S:
+                        self._skip()
+                        return
+                self._item(item)
+            except Exception as exc:
+                self._failure = exc
+                self._stop.set()
+
+    def run_ticks(self) -> None:
+        """Inline: the body of a thread that tells the event tracker the time while no packet
+        comes (a camera gone silent), until `stop()`; raises what failed in `offer`."""
+        _one_opencv_thread()
+        while not self._stop.wait(TICK_S):
+            with self._inline:
+                if time.monotonic() - self._last_input >= TICK_S and not self._stop.is_set():
+                    self._tick()
+        with self._inline:
+            self._close()
+        if self._failure is not None:
+            raise self._failure
+
+    def _measure_lag(self, cp: CapturedPacket, now: float) -> None:
+        age = (datetime.now(UTC) - cp.capture_utc).total_seconds()
+        if cp.session != self._lag_session:
+            self._lag_session = cp.session
+            self._lag_floor = age  # a new connection, a new anchor of the capture clock
+        self._lag_floor = min(age, self._lag_floor + LAG_FLOOR_RISE * (now - self._lag_at))
+        self._lag_at = now
+        self._lag_s = age - self._lag_floor
+
+    def _item(self, item: Item) -> None:
+        if isinstance(item, SessionEnded):
+            self._decoder = None
+            self._tick()
+        else:
+            self._packet(item)
+
+    def _close(self) -> None:
         actions = self.tracker.close(datetime.now(UTC))
         if actions:
             self.emit(Analysis(datetime.now(UTC), None, actions))
+
+    def _confirm_ok(self) -> bool:
+        """Whether there is time for motion's extra confirmation frames."""
+        if self.subscription is not None:
+            return self.subscription.backlog <= CONFIRM_MAX_BACKLOG
+        return self._lag_s <= CONFIRM_MAX_LAG_S
+
+    def _skip(self) -> None:
+        """Pass a packet over undecoded; decoding resumes at the next keyframe."""
+        self.packets_skipped += 1
+        self._decoder = None
 
     def _tick(self) -> None:
         now = datetime.now(UTC)
@@ -149,8 +239,7 @@ class Analyser:
     def _packet(self, cp: CapturedPacket) -> None:
         if self.pressure is not None and self.pressure.active:
             # Recording first: nothing decoded until the next keyframe after the pressure ends.
-            self.packets_skipped += 1
-            self._decoder = None
+            self._skip()
             return
         if self._decoder is None or self._session != cp.session:
             if not cp.keyframe:
@@ -168,7 +257,7 @@ class Analyser:
 
     def _frame(self, frame: av.VideoFrame, t: datetime) -> None:
         ts = t.timestamp()
-        want_motion = self.motion.wants(ts, confirm=self.subscription.backlog <= CONFIRM_MAX_BACKLOG)
+        want_motion = self.motion.wants(ts, confirm=self._confirm_ok())
         want_tamper = self.tamper.wants(ts)
         if not (want_motion or want_tamper):
             return
@@ -198,3 +287,10 @@ class Analyser:
             snapshot = jpeg_snapshot(bgr, boxes=result.boxes if result is not None else ())
             thumb = thumbnail(bgr)
         self.emit(Analysis(t, result, actions, tamper, snapshot, thumb))
+
+
+def _one_opencv_thread() -> None:
+    # Each camera already has a thread of its own; OpenCV's worker pool on top of that only
+    # spins (sched_yield) waiting for work on frames this small (measured: 10,000 yields/s
+    # with 8 cameras).
+    cv2.setNumThreads(1)

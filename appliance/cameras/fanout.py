@@ -11,6 +11,10 @@ from the middle of a GOP would make the rest of that GOP undecodable, so the con
 a clean gap and resumes at a picture it can decode. The demux thread, and so every other consumer,
 is never slowed down by a slow one. Session markers (`SessionEnded`) are never dropped.
 
+An inline consumer (`attach`) is called by the demux thread itself, after the subscriptions have
+the packet: for the one consumer of a stream that nothing else waits on (the analyser of a sub
+stream), which then saves a thread hand-off per packet and must keep up or skip by itself.
+
 Packets are shared, not copied: consumers must treat `CapturedPacket.packet` as read-only (muxing
 changes a packet's timestamps, so the recorder muxes `av.Packet(cp.packet)`, a new packet
 referring to the same bytes), and read timestamps from the `CapturedPacket` fields.
@@ -129,6 +133,7 @@ class SessionEnded:
 
 
 Item = CapturedPacket | SessionEnded
+InlineConsumer = Callable[[Item], None]
 
 
 class CaptureClock:
@@ -261,6 +266,7 @@ class StreamFanout:
         self.stream = stream
         self._clock = clock
         self._subs: tuple[Subscription, ...] = ()
+        self._inline: tuple[InlineConsumer, ...] = ()
         self._lock = threading.Lock()
         self.session = 0
         self.params: StreamParams | None = None
@@ -286,6 +292,16 @@ class StreamFanout:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
         sub.close()
+
+    def attach(self, consumer: InlineConsumer) -> None:
+        """Call `consumer` from the demux thread with every packet and session end; it must not
+        raise, and whatever time it takes delays the reading of the stream."""
+        with self._lock:
+            self._inline = (*self._inline, consumer)
+
+    def detach(self, consumer: InlineConsumer) -> None:
+        with self._lock:
+            self._inline = tuple(c for c in self._inline if c is not consumer)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -348,6 +364,8 @@ class StreamFanout:
         self.last_media_s = float(pts * captured.time_base)
         for sub in self._subs:
             sub._offer(captured)
+        for consume in self._inline:
+            consume(captured)
         return captured
 
     def _forget_held(self) -> None:
@@ -360,6 +378,8 @@ class StreamFanout:
         marker = SessionEnded(self.session, reason)
         for sub in self._subs:
             sub._offer(marker)
+        for consume in self._inline:
+            consume(marker)
 
 
 def pump(url: str, fanout: StreamFanout, stop: threading.Event) -> None:

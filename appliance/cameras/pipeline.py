@@ -248,7 +248,9 @@ class CameraPipeline:
     async def _analyse(self) -> None:
         loop = asyncio.get_running_loop()
         fanout = self.sub or self.main
-        sub = fanout.subscribe("analyser", ANALYSER_QUEUE_PACKETS)
+        # A sub stream is analysed in its demux thread; the main stream's must never wait (analyser.py).
+        inline = self.sub is not None
+        sub = None if inline else fanout.subscribe("analyser", ANALYSER_QUEUE_PACKETS)
         queue: asyncio.Queue[Analysis] = asyncio.Queue()
         cam = self.cam
         analyser = Analyser(
@@ -261,22 +263,34 @@ class CameraPipeline:
             self.deps.pressure,
         )
         ended: asyncio.Future[None] = loop.create_future()
-        body = partial(_run_then_settle, analyser.run, loop, ended)
+        body = partial(_run_then_settle, analyser.run_ticks if inline else analyser.run, loop, ended)
+        # Its queue gets a last item when the thread ends: one that ends unasked (a bug in the
+        # analysis) fails this component, which the supervisor restarts, instead of leaving the
+        # camera recorded but unwatched.
+        ended.add_done_callback(lambda _: queue.put_nowait(_ANALYSER_ENDED))
+        offer = analyser.offer
+        if inline:
+            fanout.attach(offer)
         threading.Thread(target=body, name=f"analyser-{cam.id}", daemon=True).start()
         self._analyser_idle.clear()
         try:
-            while True:
-                await uncancelled(self._handle(await queue.get()))
+            while (a := await queue.get()) is not _ANALYSER_ENDED:
+                await uncancelled(self._handle(a))
+            raise RuntimeError(f"the motion analysis of camera {cam.id!r} stopped; see the log")
         finally:
             analyser.stop()
-            fanout.unsubscribe(sub)
+            if sub is None:
+                fanout.detach(offer)
+            else:
+                fanout.unsubscribe(sub)
             try:
                 # Awaited on the loop, not joined in the default executor: at shutdown every camera
                 # waits at once, and the executor's few workers are needed for the recorders' files.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(ended), ANALYSER_STOP_S)
                 while not queue.empty():  # the events the tracker closed at shutdown
-                    await self._handle(queue.get_nowait())
+                    if (a := queue.get_nowait()) is not _ANALYSER_ENDED:
+                        await self._handle(a)
             finally:
                 self._analyser_idle.set()
 
@@ -687,6 +701,8 @@ def _ended_of(row: Event) -> EventEnded:
 def _run_then_settle(body: Callable[[], None], loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
     try:
         body()
+    except Exception:
+        log.exception("%s failed", threading.current_thread().name)
     finally:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
             loop.call_soon_threadsafe(_settle, ended)
@@ -695,6 +711,9 @@ def _run_then_settle(body: Callable[[], None], loop: asyncio.AbstractEventLoop, 
 def _settle(ended: asyncio.Future[None]) -> None:
     if not ended.done():
         ended.set_result(None)
+
+
+_ANALYSER_ENDED: Final = Analysis(datetime.min.replace(tzinfo=UTC), None)
 
 
 def _to_loop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Analysis], analysis: Analysis) -> None:
