@@ -119,7 +119,12 @@ def webhook_channel(url: str, channel_id: str = "hook", **extra: Any) -> dict[st
 
 
 def alerts_config(
-    tmp_path: Path, channels: list[dict[str, Any]], *, db_url: str | None = None, **alerts: Any
+    tmp_path: Path,
+    channels: list[dict[str, Any]],
+    *,
+    db_url: str | None = None,
+    kassa_zones: list[list[list[float]]] | None = None,
+    **alerts: Any,
 ) -> Config:
     """A config with two cameras and the given channels, on `db_url` (default SQLite in tmp_path)."""
     return parse_config(
@@ -128,7 +133,7 @@ def alerts_config(
             "database": {"url": db_url or f"sqlite+aiosqlite:///{tmp_path / 'appliance.db'}"},
             "alerts": {"console_url": "https://shop.example.org", "channels": channels, **FAST_RETRY, **alerts},
             "cameras": [
-                {"id": "kassa", "name": "Касса", "main_url": "rtsp://127.0.0.1:9/kassa"},
+                {"id": "kassa", "name": "Касса", "main_url": "rtsp://127.0.0.1:9/kassa", "zones": kassa_zones or []},
                 {"id": "vhod", "name": "Вход", "main_url": "rtsp://127.0.0.1:9/vhod"},
             ],
         }

@@ -66,6 +66,11 @@ def test_the_summary_of_a_burst() -> None:
     assert "1 more event since the previous alert, not sent one by one." in one.body
 
 
+def test_the_first_alert_names_the_zone_too() -> None:
+    texts = render(facts(payload={"zones": [1, 3]}), "en", MOSCOW, AT, CONSOLE)
+    assert texts.body.splitlines()[:2] == ["Касса: motion at 23:15:03.", "Motion in zone 1, 3."]
+
+
 def test_the_clip_alert_names_the_zone_and_says_when_the_video_is_not_attached() -> None:
     ok = render(facts(part="clip", payload={"zones": [2]}, clip="attached"), "ru", MOSCOW, AT, CONSOLE)
     assert ok.title == "Видео: Касса" and "Движение в зоне 2." in ok.body

@@ -230,6 +230,24 @@ async def test_the_snapshot_at_once_then_the_clip_cut_short(
     assert base64.b64decode(small["snapshot_jpeg_base64"]) == b"\xff\xd8 first frame"
 
 
+async def test_the_first_alert_names_the_zone_the_motion_started_in(
+    tmp_path: Path, db_url: str, db_engine: AsyncEngine
+) -> None:
+    left, right = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]
+    start = datetime.now(UTC)
+    box_on_the_right = ((0.6, 0.2, 0.8, 0.6),)
+    async with webhook_receiver() as rx:
+        cfg = alerts_config(tmp_path, [webhook_channel(rx.url)], db_url=db_url, kassa_zones=[left, right])
+        async with running_alerts(cfg, db_engine) as alerts:
+            # "vhod" has no zones: nothing is said about them.
+            for camera in ("kassa", "vhod"):
+                event_id = event_id_for(camera, start)
+                alerts.bus.publish(EventOpened(camera, event_id, "motion", start, True, JPEG, None, box_on_the_right))
+            docs = {r.doc["camera"]["id"]: r.doc for r in await rx.wait_for(2)}
+    assert "Движение в зоне 2." in docs["kassa"]["body"]
+    assert "зоне" not in docs["vhod"]["body"]
+
+
 async def test_rules_cooldown_pause_and_notices(tmp_path: Path, db_url: str, db_engine: AsyncEngine) -> None:
     async with webhook_receiver() as rx:
         cfg = alerts_config(

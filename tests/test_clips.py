@@ -461,6 +461,14 @@ async def test_clip_service_cuts_the_clip_short_when_the_footage_stops_early(
     assert clip is not None and clip.first_frame_utc == at(120)
     assert clip.end_utc == at(180)
     assert any("the clip is shorter" in r.getMessage() for r in caplog.records)
+    # Half a second short (an event that a stop ended, after the last recorder batch): not worth a line.
+    caplog.clear()
+    nearly = ended(at(151), at(170), at(120), at(180 + CLIP_FPS // 2))
+    await store_event(box, nearly)
+    with caplog.at_level(logging.WARNING, logger="appliance.cameras.clips"):
+        clip = await box.service(wait_timeout_s=0.3, poll_s=0.1).on_event_ended(nearly)
+    assert clip is not None and clip.end_utc == at(180)
+    assert not any("the clip is shorter" in r.getMessage() for r in caplog.records)
 
 
 # --------------------------------------------------------------------------- end to end ---

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -80,7 +80,9 @@ class Composer:
                 snapshot = event.snapshot_jpeg
                 if row.part == "clip":
                     clip, clip_state = await self._clip(event, settings, channel)
-                    payload = {**payload, **self._zones(event)}
+                    payload = {**payload, **self._zones(event.camera_id, boxes_from_json(event.peak_boxes))}
+        if row.part == "snapshot" and row.camera_id is not None and isinstance(boxes := payload.get("boxes"), list):
+            payload = {**payload, **self._zones(row.camera_id, boxes)}
         camera = self.cameras.get(row.camera_id) if row.camera_id else None
         facts = Facts(
             kind=row.kind,
@@ -147,9 +149,9 @@ class Composer:
             return None, "too_big"
         return clip, "attached"
 
-    def _zones(self, event: Event) -> dict[str, object]:
+    def _zones(self, camera_id: str, boxes: Sequence[Sequence[float]]) -> dict[str, object]:
         """The zones the motion was in, when the camera has several (one zone says nothing)."""
-        cam = self.cameras.get(event.camera_id)
+        cam = self.cameras.get(camera_id)
         if cam is None or len(cam.zones) < 2:
             return {}
-        return {"zones": zones_hit(boxes_from_json(event.peak_boxes), cam.zones)}
+        return {"zones": zones_hit(boxes, cam.zones)}

@@ -8,7 +8,7 @@ know which one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Final
@@ -74,7 +74,7 @@ _T: Final = {
     ),
     "clip.title": Text("Видео: {camera}", "Video: {camera}"),
     "clip.body": Text("Запись движения в {time}.", "Recording of the motion at {time}."),
-    "clip.zones": Text("Движение в зоне {zones}.", "Motion in zone {zones}."),
+    "zones": Text("Движение в зоне {zones}.", "Motion in zone {zones}."),
     "clip.too_big": Text(
         "Видео больше, чем принимает этот канал: посмотрите его по ссылке.",
         "The video is larger than this channel accepts: watch it through the link.",
@@ -172,13 +172,12 @@ def render(facts: Facts, lang: Lang, tz: tzinfo, now: datetime, console_url: str
     if kind == "motion" and facts.part == "clip":
         title = t("clip.title", camera=camera)
         lines = [t("clip.body", time=when)]
-        if p.get("zones"):
-            lines.append(t("clip.zones", zones=", ".join(str(z) for z in p["zones"])))
+        lines += _zones_line(p, t)
         if facts.clip in ("too_big", "missing", "link"):
             lines.append(t(f"clip.{facts.clip}"))
     elif kind == "motion":
         title = t("motion.title", camera=camera)
-        lines = [t("motion.body", camera=camera, time=when)]
+        lines = [t("motion.body", camera=camera, time=when), *_zones_line(p, t)]
         more = int(p.get("more_events", 0))
         if more:
             events = ru_plural(more, "событие", "события", "событий") if lang == "ru" else "events"
@@ -222,6 +221,11 @@ def render(facts: Facts, lang: Lang, tz: tzinfo, now: datetime, console_url: str
         lines.append(t("late", age=age_text(age, lang)))
     lines.append(facts.store_name)
     return Texts(title, "\n".join(lines), event_link(console_url, facts.event_id))
+
+
+def _zones_line(payload: Mapping[str, Any], t: Callable[..., str]) -> list[str]:
+    zones = payload.get("zones")
+    return [t("zones", zones=", ".join(str(z) for z in zones))] if zones else []
 
 
 def zones_hit(boxes: Sequence[Sequence[float]], zones: Sequence[Sequence[tuple[float, float]]]) -> list[int]:

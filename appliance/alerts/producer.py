@@ -103,9 +103,10 @@ class Producer:
     async def handle(self, message: object) -> int:
         """Store the alerts `message` makes; returns how many rows were new."""
         match message:
-            case EventOpened(armed=True, camera_id=cid, event_id=eid, start_utc=t, snapshot_jpeg=jpeg):
+            case EventOpened(armed=True, camera_id=cid, event_id=eid, start_utc=t, snapshot_jpeg=jpeg, boxes=boxes):
                 self.snapshots.put(eid, jpeg)
-                return await self._store("motion", "snapshot", eid, t, cid, eid)
+                boxes_hit: dict[str, Any] | None = {"boxes": [list(b) for b in boxes]} if boxes else None
+                return await self._store("motion", "snapshot", eid, t, cid, eid, boxes_hit)
             case ClipReady(event_id=eid, camera_id=cid, clip_key=key, rendition_key=rendition):
                 return await self._clip(eid, cid, {"clip_key": key, "rendition_key": rendition})
             case CameraOffline(camera_id=cid, event_id=eid, since_utc=t):

@@ -63,6 +63,10 @@ RENDITION_X264_OPTIONS: Final = {"preset": "veryfast", "crf": "28"}
 decoding the H.265 source (~15 % of the transcode); crf 28: small files, faces still recognisable."""
 RENDITION_SCALER: Final = "AREA"
 """Averages the source pixels (no aliasing when shrinking 3×), at the cost of a bilinear scaler."""
+SHORT_CLIP_WARNING_S: Final = 1.0
+"""How much footage may be missing at a clip's end before the log says so: at a stop, the events
+still open end with the last recorder batch (a quarter of a second), which is not worth a line
+per camera; a camera that dropped mid-event is."""
 FOOTAGE_POLL_S: Final = 0.25
 """How often ClipService looks whether the footage has reached `clip_to`; the clip is ready at
 most this much later than it could be."""
@@ -563,7 +567,7 @@ class ClipService:
                     extra=where,
                 )
                 return None
-            if covered < action.clip_to:
+            if (action.clip_to - covered).total_seconds() > SHORT_CLIP_WARNING_S:
                 log.warning(
                     "event %s: footage ends at %s, %.1f s before the clip's end; the clip is shorter",
                     action.event_id,

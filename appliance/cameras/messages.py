@@ -25,6 +25,9 @@ class EventOpened:
     armed: bool
     snapshot_jpeg: bytes | None = field(default=None, repr=False)
     thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    """The motion boxes of the frame that started the event (x0, y0, x1, y1 as frame fractions):
+    the first alert names the zone from them."""
 
 
 @dataclass(frozen=True)

@@ -306,9 +306,17 @@ class CameraPipeline:
                 self._open_rendition(action)
                 start = partial(events.started, action, snapshot=a.snapshot, thumbnail=a.thumbnail)
                 await self._journal.write(action.event_id, "start", start)
+                boxes = tuple((b.x0, b.y0, b.x1, b.y1) for b in a.result.boxes) if a.result is not None else ()
                 self.deps.bus.publish(
                     EventOpened(
-                        self.cam.id, action.event_id, "motion", action.start, action.armed, a.snapshot, a.thumbnail
+                        self.cam.id,
+                        action.event_id,
+                        "motion",
+                        action.start,
+                        action.armed,
+                        a.snapshot,
+                        a.thumbnail,
+                        boxes,
                     )
                 )
             elif isinstance(action, PeakChanged):
