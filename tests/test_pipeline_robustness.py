@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -38,8 +38,8 @@ from appliance.simulator.server import SimCamera, SimulatorServer
 from appliance.storage.db import create_engine, is_sqlite, make_sessionmaker
 from appliance.storage.events import EventStore
 from appliance.storage.migrate import upgrade
-from appliance.storage.models import Event
-from appliance.supervisor import ComponentState, Supervisor
+from appliance.storage.models import Event, Segment
+from appliance.supervisor import ComponentState, ComponentStatus, Supervisor
 from tests import pg
 from tests.simulator_support import TINY_FPS, TINY_GOP, cache_dir
 from tests.xdist_groups import REALTIME
@@ -254,7 +254,14 @@ async def camera(sim_cache: Path) -> AsyncIterator[SimulatorServer]:
 class Appliance:
     """The camera side as the daemon assembles and stops it, on the test's database."""
 
-    def __init__(self, tmp_path: Path, server: SimulatorServer, engine: AsyncEngine, **events: float) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        server: SimulatorServer,
+        engine: AsyncEngine,
+        areas: dict[str, Any] | None = None,
+        **events: float,
+    ) -> None:
         self.cfg = Config.model_validate(
             {
                 "appliance": {"data_dir": str(tmp_path / "data")},
@@ -269,6 +276,7 @@ class Appliance:
                         "motion": {"settle_s": 0.0},
                         "events": {"pre_roll_s": 1.0, "post_roll_s": 1.0, "merge_gap_s": MERGE_GAP_S} | events,
                     }
+                    | (areas or {})
                 ],
             }
         )
@@ -331,8 +339,8 @@ async def appliance(
     all are stopped at the end."""
     started: list[Appliance] = []
 
-    async def start(**events: float) -> Appliance:
-        box = Appliance(tmp_path, camera, engine, **events)
+    async def start(areas: dict[str, Any] | None = None, **events: float) -> Appliance:
+        box = Appliance(tmp_path, camera, engine, areas, **events)
         started.append(box)
         await box.start()
         return box
@@ -390,6 +398,36 @@ async def test_an_outage_during_an_event_delays_its_row_and_restarts_nothing(
     messages = [r.getMessage() for r in caplog.records]
     assert any("refuses writes" in m for m in messages), messages
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], messages
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_analysis_that_cannot_run_fails_loudly_and_recording_goes_on(
+    appliance: Callable[..., Awaitable[Appliance]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A mask over the whole picture: the detector refuses it at the first frame it sees.
+    caplog.set_level(logging.ERROR)
+    box = await appliance({"masks": [[[0, 0], [1, 0], [1, 1], [0, 1]]]})
+    assert box.supervisor is not None
+
+    def analyser() -> ComponentStatus:
+        (status,) = [s for s in box.supervisor.status() if s.name == f"camera:{CAM}:analyser"]  # type: ignore[union-attr]
+        return status
+
+    async def failed() -> bool:
+        return analyser().restarts >= 1 or analyser().state is ComponentState.FAILED
+
+    await eventually("the analyser's failure", failed, 10)
+    # What to do is in the component's status (the console shows it), and the trace in the log.
+    error = analyser().last_error or ""
+    assert "motion analysis of camera 'cam1' stopped" in error and "draw larger zones" in error, error
+    assert any(r.exc_info and "draw larger zones" in str(r.exc_info[1]) for r in caplog.records)
+
+    async def recorded() -> bool:
+        async with box.sessions() as session:
+            return bool(await session.scalar(select(func.count()).select_from(Segment).where(Segment.camera_id == CAM)))
+
+    await eventually("a recorded segment", recorded, 10)
+    await box.stop()
 
 
 @pytest.mark.slow

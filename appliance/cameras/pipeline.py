@@ -63,6 +63,7 @@ from appliance.cameras.tamper import TamperDetector, TamperEvent
 from appliance.cameras.uncancelled import uncancelled
 from appliance.config import CameraConfig
 from appliance.evidence.ledger import EvidenceLedger
+from appliance.redact import mask_text
 from appliance.storage.events import DuplicateEvent, EventStore, UnknownEvent, boxes_from_json
 from appliance.storage.footage import FootageStore, clip_key
 from appliance.storage.models import Event
@@ -219,13 +220,13 @@ class CameraPipeline:
             max_open_s=events.max_event_s + events.post_roll_s + events.merge_gap_s + RENDITION_STOP_S,
             wanted=self._h265,
         )
-        ended: asyncio.Future[None] = loop.create_future()
+        ended: asyncio.Future[str | None] = loop.create_future()
         body = partial(_run_then_settle, renditions.run, loop, ended)
         threading.Thread(target=body, name=f"renditions-{self.cam.id}", daemon=True).start()
         self._renditions = renditions
         try:
             await asyncio.shield(ended)
-            raise RuntimeError(f"the renditions thread of camera {self.cam.id!r} ended; see the log")
+            raise RuntimeError(f"the renditions thread of camera {self.cam.id!r} ended ({ended.result()}); see the log")
         finally:
             self._renditions = None
             renditions.stop()
@@ -262,7 +263,7 @@ class CameraPipeline:
             partial(_to_loop, loop, queue),
             self.deps.pressure,
         )
-        ended: asyncio.Future[None] = loop.create_future()
+        ended: asyncio.Future[str | None] = loop.create_future()
         body = partial(_run_then_settle, analyser.run_ticks if inline else analyser.run, loop, ended)
         # Its queue gets a last item when the thread ends: one that ends unasked (a bug in the
         # analysis) fails this component, which the supervisor restarts, instead of leaving the
@@ -276,7 +277,7 @@ class CameraPipeline:
         try:
             while (a := await queue.get()) is not _ANALYSER_ENDED:
                 await uncancelled(self._handle(a))
-            raise RuntimeError(f"the motion analysis of camera {cam.id!r} stopped; see the log")
+            raise RuntimeError(f"the motion analysis of camera {cam.id!r} stopped ({ended.result()}); see the log")
         finally:
             analyser.stop()
             if sub is None:
@@ -706,19 +707,24 @@ def _ended_of(row: Event) -> EventEnded:
     )
 
 
-def _run_then_settle(body: Callable[[], None], loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
+def _run_then_settle(
+    body: Callable[[], None], loop: asyncio.AbstractEventLoop, ended: asyncio.Future[str | None]
+) -> None:
+    """Run a thread's body; `ended` then holds what made it fail (None: it returned)."""
+    failure: str | None = None
     try:
         body()
-    except Exception:
+    except Exception as exc:
         log.exception("%s failed", threading.current_thread().name)
+        failure = mask_text(f"{type(exc).__name__}: {exc}")
     finally:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle, ended)
+            loop.call_soon_threadsafe(_settle, ended, failure)
 
 
-def _settle(ended: asyncio.Future[None]) -> None:
+def _settle(ended: asyncio.Future[str | None], failure: str | None) -> None:
     if not ended.done():
-        ended.set_result(None)
+        ended.set_result(failure)
 
 
 _ANALYSER_ENDED: Final = Analysis(datetime.min.replace(tzinfo=UTC), None)
