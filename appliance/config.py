@@ -221,6 +221,11 @@ class RetentionConfig(_Model):
     events_days: float = Field(30.0, gt=0, le=3650, description="Days to keep footage around events.")
 
 
+CHECKED_FRAME: tuple[int, int] = (1280, 720)
+"""The frame shape zones and masks are checked on at load (the usual 16:9; the analysis checks
+again on the real one)."""
+
+
 class CameraConfig(_Model):
     id: Slug = Field(description="Short identifier used in file names, URLs and MQTT topics.")
     name: str = Field(min_length=1, max_length=80, description="Name people read, e.g. 'Касса'.")
@@ -276,6 +281,20 @@ class CameraConfig(_Model):
         if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
             raise ValueError(f"not an rtsp:// URL (got {mask_url(v)!r}); write rtsp://host:554/path")
         return v
+
+    @model_validator(mode="after")
+    def _something_watched(self) -> CameraConfig:
+        if self.zones or self.masks:
+            # Here, not at the first frame: there the mistake would only restart the analysis.
+            # OpenCV is imported only for a camera with zones or masks.
+            from appliance.cameras.motion import analysis_size, watched_areas
+
+            width, height = analysis_size(*CHECKED_FRAME, self.motion.width)
+            try:
+                watched_areas(self.zones, self.masks, width, height)
+            except ValueError as exc:
+                raise ValueError(f"zones, masks: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _resolve(self) -> CameraConfig:

@@ -170,6 +170,15 @@ def test_usage_errors_exit_2() -> None:
     [
         ({"events": {"armed": "mnday 10:00-12:00"}}, "cameras[0].events.armed: arming window 'mnday 10:00-12:00'"),
         ({"zones": [[[0, 0], [2, 0], [1, 1]]]}, "cameras[0].zones: polygon[0] has a point outside 0..1"),
+        (
+            {"masks": [[[0, 0], [1, 0], [1, 1], [0, 1]]]},
+            "cameras[0]: zones, masks: the zones and masks leave no pixel to watch in the 320×180 analysed "
+            "picture; draw larger zones or smaller masks",
+        ),
+        (
+            {"zones": [[[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]]], "masks": [[[0, 0], [0.5, 0], [0.5, 0.5], [0, 0.5]]]},
+            "cameras[0]: zones, masks: the zones and masks leave no pixel to watch",
+        ),
         ({"masks": [[[0, 0], [1, 0]]]}, "cameras[0].masks: polygon[0] has 2 points"),
         ({"motion": {"sensitivity": "max"}}, "cameras[0].motion.sensitivity: Input should be 'low', 'medium'"),
         ({"retention": {"mode": "all"}}, "cameras[0].retention.mode: Input should be 'continuous', 'motion'"),

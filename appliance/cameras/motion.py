@@ -127,6 +127,24 @@ def rasterise(polygons: Sequence[Polygon], width: int, height: int) -> Luma:
     return mask
 
 
+def watched_areas(
+    zones: Sequence[Polygon], masks: Sequence[Polygon], width: int, height: int
+) -> tuple[Luma, Luma | None]:
+    """0/255 masks of what is watched (all but the masks) and of where blobs count (the zones
+    minus the masks; None: everywhere). Raises ValueError when either is empty."""
+    full = np.full((height, width), 255, dtype=np.uint8)
+    watched = cv2.bitwise_not(rasterise(masks, width, height)) if masks else full
+    counted = cv2.bitwise_and(rasterise(zones, width, height), watched) if zones else None
+    if counted is None and masks:
+        counted = watched
+    if cv2.countNonZero(watched) == 0 or (counted is not None and cv2.countNonZero(counted) == 0):
+        raise ValueError(
+            f"the zones and masks leave no pixel to watch in the {width}×{height} analysed picture; "
+            "draw larger zones or smaller masks"
+        )
+    return np.asarray(watched, np.uint8), None if counted is None else np.asarray(counted, np.uint8)
+
+
 def analysis_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     """The size a `width`×`height` frame is analysed at: `max_width` wide at most, same aspect."""
     if width < 1 or height < 1:
@@ -352,15 +370,9 @@ class MotionDetector:
     def _build_geometry(self, in_width: int, in_height: int) -> _Geometry:
         s = self.settings
         width, height = analysis_size(in_width, in_height, s.width)
-        full = np.full((height, width), 255, dtype=np.uint8)
-        watched = cv2.bitwise_not(rasterise(self.masks, width, height)) if self.masks else full
-        counted = cv2.bitwise_and(rasterise(self.zones, width, height), watched) if self.zones else None
-        if counted is None and self.masks:
-            counted = watched
-        counted_px = cv2.countNonZero(full if counted is None else counted)
+        watched, counted = watched_areas(self.zones, self.masks, width, height)
+        counted_px = width * height if counted is None else cv2.countNonZero(counted)
         watched_px = cv2.countNonZero(watched)
-        if counted_px == 0 or watched_px == 0:
-            raise ValueError("the zones and masks leave no pixel to watch at this frame size; draw larger zones")
         sample = np.asarray(watched).reshape(-1)[::HISTOGRAM_STEP] > 0 if self.masks else None
         patches = []
         for polygon in self.preclusive:
