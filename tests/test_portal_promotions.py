@@ -441,4 +441,4 @@ async def test_viewers_see_promotions_but_cannot_change_them(console: Console) -
 async def test_promotions_need_sign_in(console: Console) -> None:
     for path in ("/promos", "/promos/new", "/promos/1/image.jpg"):
         resp = await console.client.get(path, allow_redirects=False)
-        assert resp.status == 303 and resp.headers["Location"] == "/login"
+        assert resp.status == 303 and resp.headers["Location"] == f"/login?next={path}"

@@ -292,6 +292,6 @@ async def test_any_staff_member_can_issue(console: Console) -> None:
 
 async def test_vouchers_need_sign_in(console: Console) -> None:
     resp = await console.client.get("/vouchers", allow_redirects=False)
-    assert resp.status == 303 and resp.headers["Location"] == "/login"
+    assert resp.status == 303 and resp.headers["Location"] == "/login?next=/vouchers"
     resp = await console.client.post("/vouchers", data=_issue_form("x"), allow_redirects=False)
     assert resp.status == 303 and await VoucherStore(console.sessions).list() == []
