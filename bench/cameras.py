@@ -138,6 +138,32 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+STAGES = (
+    ("sub demux+analysis", re.compile(r"pump-.*-s(u|ub)?$")),
+    ("main demux", re.compile(r"pump-.*-m(a|ai|ain)?$")),
+    ("recorders", re.compile(r"recorder-")),
+    ("analyser threads", re.compile(r"analyser-")),
+    ("renditions", re.compile(r"renditions-")),
+)
+"""The daemon's threads by stage, from their OS names (appliance/threads.py; cut to 15 bytes).
+Analyser threads only keep time for a sub stream analysed inline, and analyse a main stream.
+The rest ("other") are unnamed: the event loop's executor (clips, files) and the database's."""
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each stage of the daemon (STAGES), its event loop and the rest."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            seconds = cpu_seconds(pid, int(task.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+        stage = "event loop" if int(task.name) == pid else next((s for s, rx in STAGES if rx.match(name)), "other")
+        out[stage] = out.get(stage, 0.0) + seconds
+    return out
+
+
 @dataclass
 class Usage:
     cpu_percent: float
@@ -514,6 +540,8 @@ class DaemonResult:
     online_s: float
     min_fps: float
     notes: list[str]
+    stages: dict[str, float] = field(default_factory=dict)
+    """CPU % of one core per stage of the daemon (thread_cpu) over the window."""
 
 
 def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> DaemonResult:
@@ -538,7 +566,9 @@ def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> Daemon
             before = sim.stats()
             t0 = time.time()
             targets = {"daemon": (proc.pid, None), "loop": (proc.pid, proc.pid), "simulator": (sim.proc.pid, None)}
+            stages_before, started = thread_cpu(proc.pid), time.monotonic()
             usage = measure(targets, seconds)
+            stages_after, elapsed = thread_cpu(proc.pid), time.monotonic() - started
             t1 = time.time()
             after = sim.stats()
             fps = read_metrics(port).get("appliance_camera_fps", {})
@@ -559,6 +589,7 @@ def run_daemon(sim: Simulator, scene: str, seconds: float, work: Path) -> Daemon
         online_s=online_s,
         min_fps=min(fps.values(), default=0.0),
         notes=notes,
+        stages={k: 100 * (v - stages_before.get(k, 0.0)) / elapsed for k, v in stages_after.items()},
     )
 
 
@@ -903,6 +934,13 @@ def print_report(rows: list[Row], seconds: float, scene: str) -> None:
           "(connect included); pipe fps, pipe pps: frames decoded per sub stream and packets written per main "
           "stream per second by the pipeline floor (connect included); movies: files Motion wrote; loop%: the "
           "daemon's event-loop thread alone, % of one core (all cameras).")  # fmt: skip
+
+    print()
+    print("daemon CPU by stage (% of one core, all cameras; from the threads' OS names):")
+    for r in rows:
+        stages = sorted(r.daemon.stages.items(), key=lambda kv: -kv[1])
+        print(f"  N={r.cameras:<3} " + ", ".join(f"{name} {pct:.1f}" for name, pct in stages if pct >= 0.05))
+    print("  (other: the event loop's executor, which makes clips and files, and the database's threads)")
 
     print()
     print("targets:")

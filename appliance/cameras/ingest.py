@@ -23,6 +23,7 @@ from appliance.cameras.fanout import StreamFanout, pump
 from appliance.cameras.status import CameraState, StatusBoard
 from appliance.config import CameraConfig
 from appliance.redact import mask_text, mask_url
+from appliance.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ async def run_stream(
             with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, done, error)
 
-        threading.Thread(target=worker, name=f"pump-{cam.id}-{fanout.stream}", daemon=True).start()
+        start_thread(worker, f"pump-{cam.id}-{fanout.stream}")
         try:
             while not done.done():
                 with contextlib.suppress(TimeoutError):

@@ -69,6 +69,7 @@ from appliance.storage.footage import FootageStore, clip_key
 from appliance.storage.models import Event
 from appliance.storage.segments import SegmentIndex, SegmentInfo
 from appliance.supervisor import StopStage
+from appliance.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class CameraPipeline:
         )
         ended: asyncio.Future[str | None] = loop.create_future()
         body = partial(_run_then_settle, renditions.run, loop, ended)
-        threading.Thread(target=body, name=f"renditions-{self.cam.id}", daemon=True).start()
+        start_thread(body, f"renditions-{self.cam.id}")
         self._renditions = renditions
         try:
             await asyncio.shield(ended)
@@ -272,7 +273,7 @@ class CameraPipeline:
         offer = analyser.offer
         if inline:
             fanout.attach(offer)
-        threading.Thread(target=body, name=f"analyser-{cam.id}", daemon=True).start()
+        start_thread(body, f"analyser-{cam.id}")
         self._analyser_idle.clear()
         try:
             while (a := await queue.get()) is not _ANALYSER_ENDED:

@@ -60,6 +60,7 @@ from appliance.storage.segments import (
     SegmentInfo,
     UnknownSegment,
 )
+from appliance.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +332,7 @@ class Recorder:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        thread = threading.Thread(target=self._thread_main, name=f"recorder-{self.camera_id}", daemon=True)
-        thread.start()
+        start_thread(self._thread_main, f"recorder-{self.camera_id}")
         ended: _Ended | None = None
         try:
             while True:
