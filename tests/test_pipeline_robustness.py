@@ -322,6 +322,10 @@ class Appliance:
         await self.finish()
         return took
 
+    async def has_clip(self, event_id: str) -> bool:
+        found = await self.events.get(event_id)
+        return found is not None and found.clip_key is not None
+
     async def chained(self) -> set[str]:
         assert self.system is not None
         return await self.system.ledger.recorded_keys(CAM)
@@ -458,11 +462,7 @@ async def test_an_event_open_at_the_stop_gets_its_clip_before_the_exit(
     await box.events.clip_removed(event_id)
     again = await appliance()
 
-    async def clipped() -> bool:
-        found = await again.events.get(event_id)
-        return found is not None and found.clip_key is not None
-
-    await eventually("the clip back in its event", clipped, 5)
+    await eventually("the clip back in its event", partial(again.has_clip, event_id), 5)
     await again.stop()
     adopted = await again.events.get(event_id)
     check_clip(box.cfg.footage_dir, adopted)
@@ -524,11 +524,7 @@ async def test_a_clip_the_stop_could_not_make_is_made_at_the_next_start(
     # The next start closes the event and makes its clip from the footage recorded before the stop.
     again = await appliance()
 
-    async def clipped() -> bool:
-        found = await again.events.get(event_id)
-        return found is not None and found.clip_key is not None
-
-    await eventually("the clip made at the next start", clipped, 8)
+    await eventually("the clip made at the next start", partial(again.has_clip, event_id), 8)
     await again.stop()
     row = await again.events.get(event_id)
     check_clip(box.cfg.footage_dir, row)
